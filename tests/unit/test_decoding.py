@@ -8,6 +8,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+
 from face_engine.decoding import MAX_SIDE, decode_image, image_size, sniff_format
 from face_engine.errors import ImageDecodeError, ImageTooLargeError
 

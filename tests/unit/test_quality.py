@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 import pytest
+
 from face_engine.alignment import TEMPLATE
 from face_engine.quality import (
     YUNET_FRONTAL_112,

@@ -1,0 +1,1 @@
+"""eventface: domain, services, ports and adapters of the face-recognition platform."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the face engine against OpenCV's own pipeline (``eventface bench ...``)."""
