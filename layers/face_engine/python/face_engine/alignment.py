@@ -62,7 +62,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZ
     matrix = similarity_transform(landmarks, TEMPLATE * (size / ALIGNED_SIZE))
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
     if scale < 0.5:
-        image, matrix = _shrink(image, matrix, max(2, int(0.5 / scale)))
+        image, matrix = _shrink(image, matrix, max(2, int(0.5 / scale + 1e-6)))
     return np.asarray(
         cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     )

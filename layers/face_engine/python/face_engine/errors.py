@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from face_engine.types import QualityIssue
+
 
 class FaceEngineError(Exception):
     """Base class of every error the face engine raises on purpose."""
@@ -44,7 +49,7 @@ class LowQualityFaceError(FaceEngineError):
 
     code = "LowQualityFaceError"
 
-    def __init__(self, message: str, reasons: tuple[object, ...] = ()) -> None:
+    def __init__(self, message: str, reasons: tuple[QualityIssue, ...] = ()) -> None:
         super().__init__(message)
         self.reasons = reasons
 

@@ -231,7 +231,12 @@ def _fold_constants(graph: Any) -> None:
                 _attr(node, "block_size", 0),
             )
         elif node.op_type == "Reshape" and ins[0] in constants and ins[1] in constants:
-            constants[node.output[0]] = constants[ins[0]].reshape(constants[ins[1]].astype(np.int64))
+            shape = constants[ins[1]].astype(np.int64)
+            if not _attr(node, "allowzero", 0) and (shape == 0).any():
+                # ONNX: a 0 in the target shape keeps that dimension of the input.
+                dims = constants[ins[0]].shape
+                shape = np.array([dims[i] if v == 0 else v for i, v in enumerate(shape.tolist())])
+            constants[node.output[0]] = constants[ins[0]].reshape(shape)
         else:
             kept.append(node)
     used = {name for node in kept for name in node.input} | {o.name for o in g.output}
