@@ -158,8 +158,18 @@ class FaceEngine:
         """The probe path: locate the main face, align it, tell whether it is masked, embed it."""
         main, detections, landmarks = self.locate(image, policy)
         aligned = align_face(image, landmarks)
-        probability = self.mask_classifier.probability(aligned)
         (embedding,) = self.embed([aligned], flip=flip)
+        return self._result(main, detections, landmarks, aligned, embedding)
+
+    def _result(
+        self,
+        main: Detection,
+        detections: list[Detection],
+        landmarks: np.ndarray,
+        aligned: np.ndarray,
+        embedding: Embedding,
+    ) -> FaceResult:
+        probability = self.mask_classifier.probability(aligned)
         return FaceResult(
             detection=main,
             detections=tuple(detections),
@@ -195,16 +205,7 @@ class FaceEngine:
                 "; ".join(issue.message for issue in report.issues), reasons=report.issues
             )
         template, masked_template = self.templates(aligned)
-        probability = self.mask_classifier.probability(aligned)
-        face = FaceResult(
-            detection=main,
-            detections=tuple(detections),
-            landmarks=landmarks,
-            aligned=aligned,
-            mask_probability=probability,
-            masked=probability >= self.config.mask_threshold,
-            embedding=template,
-        )
+        face = self._result(main, detections, landmarks, aligned, template)
         return Enrolment(face=face, template=template, masked_template=masked_template, quality=report)
 
     def templates(self, aligned: np.ndarray) -> tuple[Embedding, Embedding]:
