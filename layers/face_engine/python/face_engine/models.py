@@ -64,12 +64,12 @@ MODELS = (YUNET, SFACE)
 
 
 def default_models_dir() -> Path:
-    """Per-user cache directory for prepared models (``$XDG_CACHE_HOME/eventface/models``).
+    """Per-user cache directory for prepared models (``~/.cache/eventface/models``).
 
-    Only this default reads the environment; callers that know better pass a directory.
+    The engine reads no environment; a deployment (a read-only Lambda image, say) passes its own
+    directory through ``EngineConfig.models_dir``.
     """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "eventface" / "models"
+    return Path.home() / ".cache" / "eventface" / "models"
 
 
 def source_path(spec: ModelSpec) -> Path:
