@@ -12,7 +12,7 @@ from face_engine.index import EXACT_FLOOR, GalleryIndex, PartitionedSearcher, me
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(rows / np.linalg.norm(rows, axis=1, keepdims=True), dtype=np.float32)
 
 
 @pytest.fixture
@@ -209,3 +209,34 @@ def test_merge_results_keeps_best_score_per_person() -> None:
     # then
     assert [(h.person_id, h.score) for h in merged.hits] == [("x", 0.9), ("y", 0.7)]
     assert merged.exact_above == 0.15
+
+
+def test_index_identify_uses_a_threshold_that_grows_with_the_gallery(make_gallery) -> None:
+    # given two galleries of the same model, one ten times larger
+    people, vectors = make_gallery(20000, seed=13)
+    small, large = GalleryIndex("sface-2021dec"), GalleryIndex("sface-2021dec")
+    small.add(people[:2000], vectors[:2000])
+    large.add(people, vectors)
+    query = vectors[7]
+    # when
+    a, b = small.identify(query), large.identify(query)
+    # then: the same person matches, under a stricter threshold in the larger gallery
+    assert a.match is not None and b.match is not None
+    assert a.match.person_id == b.match.person_id == people[7]
+    assert b.threshold.value > a.threshold.value
+    assert (a.threshold.gallery_size, b.threshold.gallery_size) == (2000, 20000)
+    assert b.threshold.fmr_per_scan == 1e-3
+
+
+def test_index_identify_reports_no_match_for_a_stranger(make_gallery) -> None:
+    # given
+    people, vectors = make_gallery(5000, seed=14)
+    index = GalleryIndex("sface-2021dec")
+    index.add(people, vectors)
+    stranger = _unit(np.random.default_rng(15).standard_normal((1, 128)))[0]
+    # when
+    answer = index.identify(stranger)
+    # then: the best impostor is below the threshold, and the threshold is said
+    assert answer.match is None
+    assert answer.result.hits[0].score < answer.threshold.value
+    assert answer.threshold.model_id == "sface-2021dec"

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from face_engine.errors import ModelMismatchError
+from face_engine.open_set import DEFAULT_FMR_PER_SCAN, OpenSetThreshold, decide_threshold
 
 #: Similarities at or above this are always returned exactly (far below any match threshold).
 EXACT_FLOOR = 0.2
@@ -65,6 +66,15 @@ class SearchResult:
     hits: tuple[Hit, ...]
     exact_above: float
     candidates: int
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """An open-set answer: the best person if they clear the threshold, and which threshold it was."""
+
+    match: Hit | None
+    result: SearchResult
+    threshold: OpenSetThreshold
 
 
 def _search_graph(dim: int) -> bytes:
@@ -328,6 +338,21 @@ class GalleryIndex:
                     )
                 ]
             return self._search_many(q=q, q_u8=q_u8, q_scale=q_scale, eps=eps, k=k, exact_floor=exact_floor)
+
+    def identify(
+        self, query: np.ndarray, k: int = 5, *, fmr_per_scan: float = DEFAULT_FMR_PER_SCAN
+    ) -> Identification:
+        """Is this anyone we know? The best person, if their score clears the open-set threshold.
+
+        The threshold depends on the model, the number of templates searched and the accepted rate
+        of false matches per scan (see :mod:`face_engine.open_set`): a fixed threshold would let the
+        best impostor through more and more often as the gallery grows.
+        """
+        result = self.search(query, k)
+        threshold = decide_threshold(self.model_id, max(1, len(self)), fmr_per_scan)
+        best = result.hits[0] if result.hits else None
+        match = best if best is not None and best.score >= threshold.value else None
+        return Identification(match=match, result=result, threshold=threshold)
 
     def _scan(self, q_u8: np.ndarray, block: _Block, k: int) -> tuple[np.ndarray, np.ndarray]:
         kk = min(k, block.capacity)
