@@ -29,6 +29,18 @@ def _bench_latency(args: argparse.Namespace) -> int:
     return latency.main(args)
 
 
+def _bench_search(args: argparse.Namespace) -> int:
+    from eventface.bench import search
+
+    return search.main(args)
+
+
+def _bench_calibrate(args: argparse.Namespace) -> int:
+    from eventface.bench import calibrate
+
+    return calibrate.main(args)
+
+
 def _bench_fit_mask(args: argparse.Namespace) -> int:
     from eventface.bench import accuracy
 
@@ -57,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--runs", type=int, default=200, help="timed runs per cell, after warm-up")
     lat.add_argument("--models-dir", type=Path, default=None)
     lat.set_defaults(func=_bench_latency)
+
+    srch = bench.add_parser("search", help="gallery index vs numpy and faiss, and the bandwidth floor")
+    srch.add_argument("--n", type=int, default=1_000_000, help="gallery size (templates)")
+    srch.add_argument("--load", action="store_true", help="also time loading 1M templates from S3 (moto)")
+    srch.set_defaults(func=_bench_search)
+
+    cal = bench.add_parser("calibrate", help="fit the impostor tail that sets open-set thresholds")
+    cal.add_argument("--data", type=Path, required=True)
+    cal.add_argument("--models-dir", type=Path, default=None)
+    cal.set_defaults(func=_bench_calibrate)
 
     fit = bench.add_parser("fit-mask", help="fit the mask classifier and print its coefficients")
     fit.add_argument("--data", type=Path, required=True)

@@ -58,3 +58,12 @@ class ModelMismatchError(FaceEngineError):
     """Two embeddings from different models were compared."""
 
     code = "ModelMismatchError"
+
+
+class ShardCorruptError(FaceEngineError):
+    """Stored gallery bytes fail verification (magic, version, length, checksum or contents).
+
+    The data is never served: re-fetch the object, or restore it from the writer's copy.
+    """
+
+    code = "ShardCorruptError"

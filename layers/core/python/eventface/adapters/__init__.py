@@ -1,0 +1,1 @@
+"""Adapters: the technology behind eventface's ports (S3, DynamoDB, SNS, HTTP, the face engine)."""
