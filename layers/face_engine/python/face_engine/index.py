@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from face_engine.open_set import DEFAULT_FMR_PER_SCAN, OpenSetThreshold, decide_
 EXACT_FLOOR = 0.2
 _FIRST_K = 256
 _MIN_CAPACITY = 1024
+_CHUNK = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +107,40 @@ def _search_graph(dim: int) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def quantise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row symmetric int8 codes: (codes, scales, 128 * code sums, exact error norms)."""
+@overload
+def quantise(
+    vectors: np.ndarray, *, with_norms: Literal[False] = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def quantise(
+    vectors: np.ndarray, *, with_norms: Literal[True]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def quantise(vectors: np.ndarray, *, with_norms: bool = False) -> tuple[np.ndarray, ...]:
+    """Per-row symmetric int8 codes: (codes, scales, 128 * code sums, exact error norms[, norms])."""
     x = np.asarray(vectors, dtype=np.float32)
-    peak = np.abs(x).max(axis=1)
-    scales = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-    codes = np.clip(np.rint(x / scales[:, None]), -127, 127).astype(np.int8)
-    errors = np.linalg.norm(x - codes.astype(np.float32) * scales[:, None], axis=1)
+    codes = np.empty(x.shape, dtype=np.int8)
+    scales = np.empty(len(x), dtype=np.float32)
+    errors = np.empty(len(x), dtype=np.float32)
+    norms = np.empty(len(x), dtype=np.float32)
+    # Chunks that stay in cache: whole-array temporaries of a 1M gallery cost 8x more in page faults.
+    for start in range(0, len(x), _CHUNK):
+        part = x[start : start + _CHUNK]
+        peak = np.abs(part).max(axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        code = np.clip(np.rint(part / scale[:, None]), -127, 127)
+        codes[start : start + _CHUNK] = code
+        scales[start : start + _CHUNK] = scale
+        residual = part - code * scale[:, None]
+        errors[start : start + _CHUNK] = np.sqrt(np.einsum("ij,ij->i", residual, residual))
+        norms[start : start + _CHUNK] = np.sqrt(np.einsum("ij,ij->i", part, part))
     offsets = 128 * codes.sum(axis=1, dtype=np.int32)
-    return codes, scales, offsets, errors.astype(np.float32)
+    if with_norms:
+        return codes, scales, offsets, errors, norms
+    return codes, scales, offsets, errors
 
 
 class _Block:
@@ -199,20 +225,19 @@ class GalleryIndex:
         return self.dim + 4 + 4
 
     # -- writes ---------------------------------------------------------------------------------
-    def add(self, person_ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+    def add(self, person_ids: Sequence[str] | np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """Add templates (rows of L2-normalised ``vectors``); returns their template numbers."""
         x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(person_ids) != len(x):
             raise ValueError(f"{len(person_ids)} person ids for {len(x)} vectors: give one id per row")
-        if not np.isfinite(x).all():
+        codes, scales, offsets, errors, norms = quantise(x, with_norms=True)
+        if not np.isfinite(norms).all():
             raise ValueError("templates contain NaN or infinity: re-embed the face")
-        norms = np.linalg.norm(x, axis=1)
         if len(x) and np.abs(norms - 1.0).max() > 1e-3:
             raise ValueError("templates must be L2-normalised (unit length): normalise before adding")
-        codes, scales, offsets, errors = quantise(x)
         with self._lock:
             first = self._count
-            owners = np.array([self._person(pid) for pid in person_ids], dtype=np.int32)
+            owners = self._owners_of(person_ids)
             self._reserve(first + len(x))
             self._vectors[first : first + len(x)] = x
             self._owner[first : first + len(x)] = owners
@@ -226,7 +251,9 @@ class GalleryIndex:
                 if offset + take > block.capacity:
                     block.grow(min(self.block_size, max(2 * block.capacity, offset + take)))
                 rows = slice(position - first, position - first + take)
-                block.codes[:, offset : offset + take] = codes[rows].T
+                for start in range(0, take, _CHUNK):  # transpose in cache-sized pieces
+                    part = codes[rows][start : start + _CHUNK]
+                    block.codes[:, offset + start : offset + start + len(part)] = part.T
                 block.offsets[offset : offset + take] = offsets[rows]
                 block.scales[offset : offset + take] = scales[rows]
                 block.size = offset + take
@@ -234,8 +261,10 @@ class GalleryIndex:
             self._count = first + len(x)
             if len(errors):
                 self._max_error = max(self._max_error, float(errors.max()))
-            for owner in owners.tolist():
-                self._live_people[owner] = self._live_people.get(owner, 0) + 1
+            present, counts = np.unique(owners, return_counts=True)
+            live = self._live_people
+            for owner, count in zip(present.tolist(), counts.tolist(), strict=True):
+                live[owner] = live.get(owner, 0) + count
             return np.arange(first, first + len(x))
 
     def delete_person(self, person_id: str) -> int:
@@ -252,13 +281,16 @@ class GalleryIndex:
             del self._live_people[owner]
             return len(rows)
 
-    def _person(self, person_id: str) -> int:
-        index = self._person_index.get(person_id)
-        if index is None:
-            index = len(self._people)
-            self._people.append(person_id)
-            self._person_index[person_id] = index
-        return index
+    def _owners_of(self, person_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Person numbers of ``person_ids``, registering new people (vectorised for bulk loads)."""
+        names, inverse = np.unique(np.asarray(person_ids, dtype=str), return_inverse=True)
+        known = self._person_index
+        listed = names.tolist()
+        fresh = [name for name in listed if name not in known]
+        known.update(zip(fresh, range(len(self._people), len(self._people) + len(fresh)), strict=True))
+        self._people.extend(fresh)
+        numbers = np.fromiter((known[name] for name in listed), dtype=np.int32, count=len(listed))
+        return numbers[inverse.reshape(-1)]
 
     def _reserve(self, needed: int) -> None:
         if needed <= len(self._owner):

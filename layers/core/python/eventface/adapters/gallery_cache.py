@@ -21,7 +21,7 @@ def apply_shard(index: GalleryIndex, shard: Shard) -> None:
     for person_id in shard.deleted_people:
         index.delete_person(person_id)
     if len(shard.person_ids):
-        index.add([str(p) for p in shard.person_ids.tolist()], shard.vectors)
+        index.add(shard.person_ids, shard.vectors)
 
 
 class CachedGallery:
