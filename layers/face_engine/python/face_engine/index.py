@@ -130,6 +130,8 @@ def quantise(vectors: np.ndarray, *, with_norms: bool = False) -> tuple[np.ndarr
     for start in range(0, len(x), _CHUNK):
         part = x[start : start + _CHUNK]
         peak = np.abs(part).max(axis=1)
+        if not np.isfinite(peak).all():
+            raise ValueError("templates contain NaN or infinity: re-embed the face")
         scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
         code = np.clip(np.rint(part / scale[:, None]), -127, 127)
         codes[start : start + _CHUNK] = code
@@ -231,8 +233,6 @@ class GalleryIndex:
         if len(person_ids) != len(x):
             raise ValueError(f"{len(person_ids)} person ids for {len(x)} vectors: give one id per row")
         codes, scales, offsets, errors, norms = quantise(x, with_norms=True)
-        if not np.isfinite(norms).all():
-            raise ValueError("templates contain NaN or infinity: re-embed the face")
         if len(x) and np.abs(norms - 1.0).max() > 1e-3:
             raise ValueError("templates must be L2-normalised (unit length): normalise before adding")
         with self._lock:
