@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES ?= ../shared/data/faces
 
-.PHONY: test lint bench bench-accuracy bench-latency models clean
+.PHONY: test lint bench bench-accuracy bench-latency bench-search models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,17 @@ test: lint
 models: $(STAMP)
 	$(BIN)/eventface models prepare
 
-bench: bench-accuracy bench-latency
+bench: bench-accuracy bench-latency bench-search
 
 bench-accuracy: $(STAMP)
 	$(BIN)/eventface bench accuracy --data $(FACES)
 
 bench-latency: $(STAMP)
 	$(BIN)/eventface bench latency --data $(FACES)
+
+bench-search: $(STAMP)
+	for n in 10000 100000; do $(BIN)/eventface bench search --n $$n || exit 1; done
+	$(BIN)/eventface bench search --n 1000000 --load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -240,3 +240,18 @@ def test_index_identify_reports_no_match_for_a_stranger(make_gallery) -> None:
     assert answer.match is None
     assert answer.result.hits[0].score < answer.threshold.value
     assert answer.threshold.model_id == "sface-2021dec"
+
+
+def test_index_spilled_rerank_rows_give_the_same_answers_and_one_file(make_gallery, tmp_path) -> None:
+    # given the same gallery in RAM and with re-rank rows memory-mapped from disk, grown twice
+    people, vectors = make_gallery(6000, seed=16)
+    in_ram, spilled = GalleryIndex("m"), GalleryIndex("m", spill_dir=tmp_path)
+    for part in (slice(0, 1000), slice(1000, 3000), slice(3000, 6000)):
+        in_ram.add(people[part], vectors[part])
+        spilled.add(people[part], vectors[part])
+    query = vectors[4321]
+    # when
+    a, b = in_ram.search(query, 5), spilled.search(query, 5)
+    # then
+    assert [(h.person_id, h.score) for h in a.hits] == [(h.person_id, h.score) for h in b.hits]
+    assert len(list(tmp_path.iterdir())) == 1

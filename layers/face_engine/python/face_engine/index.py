@@ -201,6 +201,7 @@ class GalleryIndex:
         self.block_size = block_size
         self._threads = threads
         self._spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self._spill_path: Path | None = None
         self._blocks: list[_Block] = []
         self._vectors = np.zeros((0, dim), dtype=np.float32)
         self._owner = np.zeros(0, dtype=np.int32)
@@ -298,15 +299,17 @@ class GalleryIndex:
         capacity = max(needed, 2 * len(self._owner), _MIN_CAPACITY)
         if self._spill_dir is not None:
             self._spill_dir.mkdir(parents=True, exist_ok=True)
+            path = self._spill_dir / f"rerank-{id(self)}-{capacity}.npy"
             vectors: np.ndarray = np.lib.format.open_memmap(
-                self._spill_dir / f"rerank-{id(self)}-{capacity}.npy",
-                mode="w+",
-                dtype=np.float32,
-                shape=(capacity, self.dim),
+                path, mode="w+", dtype=np.float32, shape=(capacity, self.dim)
             )
+            vectors[: self._count] = self._vectors[: self._count]
+            if self._spill_path is not None:
+                self._spill_path.unlink(missing_ok=True)  # the old mapping stays valid until freed
+            self._spill_path = path
         else:
             vectors = np.zeros((capacity, self.dim), dtype=np.float32)
-        vectors[: self._count] = self._vectors[: self._count]
+            vectors[: self._count] = self._vectors[: self._count]
         owner = np.full(capacity, -1, dtype=np.int32)
         owner[: self._count] = self._owner[: self._count]
         self._vectors, self._owner = vectors, owner
