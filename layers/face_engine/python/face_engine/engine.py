@@ -11,7 +11,6 @@ import numpy as np
 
 from face_engine import models
 from face_engine.alignment import align_face
-from face_engine.decoding import decode_image
 from face_engine.detection import MainFacePolicy, YuNetDetector, pick_main_face, refine_landmarks
 from face_engine.embedding import SFaceEmbedder
 from face_engine.errors import LowQualityFaceError
@@ -127,17 +126,9 @@ class FaceEngine:
         self.detector.detect(np.zeros((64, 64, 3), dtype=np.uint8))
         self.embedder.vectors([np.zeros((112, 112, 3), dtype=np.uint8)])
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """Decode photo bytes to a BGR array (JPEG, PNG, WebP; EXIF orientation applied)."""
-        return decode_image(data)
-
     def detect(self, image: np.ndarray) -> list[Detection]:
         """All faces in a BGR image, best score first."""
         return self.detector.detect(image)
-
-    def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        """The 112x112 aligned crop of one detected face."""
-        return align_face(image, detection.landmarks)
 
     def embed(self, faces: list[np.ndarray], *, flip: bool = False) -> list[Embedding]:
         """Embeddings of aligned faces, in one batch."""
