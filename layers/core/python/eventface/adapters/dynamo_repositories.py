@@ -1,0 +1,612 @@
+"""DynamoDB adapters of the repository ports (pynamodb models of :mod:`dynamo_models`).
+
+Invariants are enforced by DynamoDB, not by reading first: conditional puts for creation and
+optimistic locking, and one TransactWrite for a stamp and the progress it changes, so that a
+participant gets at most one stamp per checkpoint and completes exactly once under any
+concurrency. pynamodb and botocore errors are translated by error code into domain errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from eventface.adapters.dynamo_models import (
+    CampaignItem,
+    CooldownItem,
+    DeviceItem,
+    HistoryItem,
+    ParticipantItem,
+    StampItem,
+    bind,
+)
+from eventface.domain.errors import (
+    AlreadyExistsError,
+    DependencyError,
+    EventfaceError,
+    InvalidInputError,
+    NotFoundError,
+    StateConflictError,
+)
+from eventface.domain.model import (
+    Campaign,
+    CampaignStatus,
+    Checkpoint,
+    Consent,
+    Device,
+    NotificationTexts,
+    Page,
+    Participant,
+    Progress,
+    RecognitionEvent,
+    ScanOutcome,
+    Stamp,
+    StampOutcome,
+)
+
+CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+_PROGRESS: Final = "progress"
+_STAMP: Final = "stamp#"
+#: Lost optimistic races on one participant's progress before giving up (two checkpoints at the
+#: same instant lose at most once each; this bound is for pathological contention).
+MAX_STAMP_ATTEMPTS: Final = 25
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+    }
+)
+
+
+def _code(exc: PynamoDBException) -> str:
+    return str(getattr(exc, "cause_response_code", None) or "")
+
+
+def _translate(exc: PynamoDBException, what: str) -> EventfaceError:
+    """A domain error for a pynamodb/botocore failure that has no specific meaning to the caller."""
+    code = _code(exc)
+    if code == "ValidationException":
+        return InvalidInputError(f"{what}: the request was not valid ({exc.cause_response_message})")
+    if code == "ResourceNotFoundException":
+        return DependencyError(f"{what}: the table does not exist; create the tables (create_tables) first")
+    hint = "retry later" if code in _TRANSIENT_CODES else "retry later; if it persists, check the service"
+    return DependencyError(f"{what} failed in DynamoDB ({code or type(exc).__name__}): {hint}")
+
+
+def _join(*parts: str) -> str:
+    return "#".join(parts)
+
+
+def encode_cursor(last_evaluated_key: dict[str, Any] | None) -> str | None:
+    """An opaque cursor for DynamoDB's LastEvaluatedKey (None when there is no next page)."""
+    if not last_evaluated_key:
+        return None
+    raw = json.dumps(last_evaluated_key, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """The LastEvaluatedKey of a cursor; InvalidInputError if it was not made by us."""
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidInputError("cursor is not valid: pass the cursor of the previous page unchanged")
+    return value
+
+
+class DynamoTables:
+    """Binds the models to ``<prefix>-*`` tables; shared by every Dynamo adapter of a process."""
+
+    def __init__(self, prefix: str) -> None:
+        bind(prefix)
+        self.prefix = prefix
+        self._connection: Connection | None = None
+
+    @property
+    def connection(self) -> Connection:
+        """The connection used for transactions (created on first use; botocore is lazy too)."""
+        if self._connection is None:
+            self._connection = Connection()
+        return self._connection
+
+
+# ------------------------------------------------------------------------------------ campaigns
+
+
+def _campaign_to_item(campaign: Campaign, version: int) -> CampaignItem:
+    return CampaignItem(
+        campaign.tenant_id,
+        campaign.campaign_id,
+        name=campaign.name,
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        status=campaign.status.value,
+        checkpoints=[
+            {"checkpoint_id": c.checkpoint_id, "name": c.name, "location": c.location}
+            for c in campaign.checkpoints
+        ],
+        stamps_required=campaign.stamps_required,
+        reward_text=campaign.reward_text,
+        stamp_text=campaign.texts.stamp,
+        completion_text=campaign.texts.completion,
+        cooldown_seconds=campaign.cooldown_seconds,
+        version=version,
+    )
+
+
+def _campaign_from_item(item: CampaignItem) -> Campaign:
+    return Campaign(
+        tenant_id=item.tenant_id,
+        campaign_id=item.campaign_id,
+        name=item.name,
+        starts_at=item.starts_at,
+        ends_at=item.ends_at,
+        status=CampaignStatus(item.status),
+        checkpoints=tuple(
+            Checkpoint(c["checkpoint_id"], c["name"], c.get("location", "")) for c in item.checkpoints
+        ),
+        stamps_required=int(item.stamps_required),
+        reward_text=item.reward_text or "",
+        texts=NotificationTexts(stamp=item.stamp_text, completion=item.completion_text),
+        cooldown_seconds=int(item.cooldown_seconds),
+        version=int(item.version),
+    )
+
+
+class DynamoCampaignRepository:
+    def __init__(self, tables: DynamoTables) -> None:
+        self._tables = tables
+
+    def add(self, campaign: Campaign) -> Campaign:
+        stored = replace(campaign, version=1)
+        try:
+            _campaign_to_item(stored, 1).save(condition=CampaignItem.tenant_id.does_not_exist())
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                raise AlreadyExistsError(
+                    f"campaign {campaign.campaign_id} exists already: choose another id"
+                ) from exc
+            raise _translate(exc, "creating the campaign") from exc
+        return stored
+
+    def get(self, tenant_id: str, campaign_id: str) -> Campaign:
+        try:
+            item = CampaignItem.get(tenant_id, campaign_id, consistent_read=True)
+        except CampaignItem.DoesNotExist:
+            raise NotFoundError(f"campaign {campaign_id} does not exist: check the id or create it") from None
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the campaign") from exc
+        return _campaign_from_item(item)
+
+    def save(self, campaign: Campaign) -> Campaign:
+        stored = replace(campaign, version=campaign.version + 1)
+        try:
+            _campaign_to_item(stored, stored.version).save(condition=CampaignItem.version == campaign.version)
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                raise StateConflictError(
+                    f"campaign {campaign.campaign_id} changed meanwhile (or was deleted): reload, retry"
+                ) from exc
+            raise _translate(exc, "saving the campaign") from exc
+        return stored
+
+    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Campaign]:
+        try:
+            result = CampaignItem.query(tenant_id, limit=limit, last_evaluated_key=decode_cursor(cursor))
+            items = tuple(_campaign_from_item(i) for i in result)
+        except PynamoDBException as exc:
+            raise _translate(exc, "listing campaigns") from exc
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+
+# --------------------------------------------------------------------------------- participants
+
+
+def _participant_from_item(item: ParticipantItem) -> Participant:
+    return Participant(
+        tenant_id=item.tenant_id,
+        campaign_id=item.campaign_id,
+        participant_id=item.participant_id,
+        nickname=item.nickname,
+        consent=Consent(item.consent_given, item.consent_at, item.consent_text_version),
+        created_at=item.created_at,
+        push_endpoint=item.push_endpoint,
+        template_count=int(item.template_count),
+    )
+
+
+class DynamoParticipantRepository:
+    def __init__(self, tables: DynamoTables) -> None:
+        self._tables = tables
+
+    def add(self, participant: Participant) -> None:
+        item = ParticipantItem(
+            _join(participant.tenant_id, participant.campaign_id),
+            participant.participant_id,
+            tenant_id=participant.tenant_id,
+            campaign_id=participant.campaign_id,
+            nickname=participant.nickname,
+            consent_given=participant.consent.given,
+            consent_at=participant.consent.at,
+            consent_text_version=participant.consent.text_version,
+            created_at=participant.created_at,
+            push_endpoint=participant.push_endpoint,
+            template_count=participant.template_count,
+        )
+        try:
+            item.save(condition=ParticipantItem.participant_id.does_not_exist())
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                raise AlreadyExistsError(f"participant {participant.participant_id} exists already") from exc
+            raise _translate(exc, "registering the participant") from exc
+
+    def get(self, tenant_id: str, campaign_id: str, participant_id: str) -> Participant:
+        found = self.find(tenant_id, campaign_id, participant_id)
+        if found is None:
+            raise NotFoundError(f"participant {participant_id} is not registered in campaign {campaign_id}")
+        return found
+
+    def find(self, tenant_id: str, campaign_id: str, participant_id: str) -> Participant | None:
+        try:
+            item = ParticipantItem.get(_join(tenant_id, campaign_id), participant_id, consistent_read=True)
+        except ParticipantItem.DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the participant") from exc
+        return _participant_from_item(item)
+
+    def list(
+        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[Participant]:
+        try:
+            result = ParticipantItem.query(
+                _join(tenant_id, campaign_id), limit=limit, last_evaluated_key=decode_cursor(cursor)
+            )
+            items = tuple(_participant_from_item(i) for i in result)
+        except PynamoDBException as exc:
+            raise _translate(exc, "listing participants") from exc
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def delete(self, tenant_id: str, campaign_id: str, participant_id: str) -> bool:
+        item = ParticipantItem(_join(tenant_id, campaign_id), participant_id)
+        try:
+            item.delete(condition=ParticipantItem.participant_id.exists())
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise _translate(exc, "deleting the participant") from exc
+        return True
+
+
+# ------------------------------------------------------------------------------------- stamps
+
+
+class DynamoStampBook:
+    """Stamps and progress in one partition per participant, written in one transaction."""
+
+    def __init__(self, tables: DynamoTables) -> None:
+        self._tables = tables
+
+    def record(self, stamp: Stamp, required: int) -> StampOutcome:
+        key = _join(stamp.tenant_id, stamp.campaign_id, stamp.participant_id)
+        for _ in range(MAX_STAMP_ATTEMPTS):
+            current = self._progress_item(key)
+            progress = self._to_progress(stamp.tenant_id, stamp.campaign_id, stamp.participant_id, current)
+            if stamp.checkpoint_id in progress.checkpoint_ids:
+                return StampOutcome(new_stamp=False, completed_now=False, progress=progress)
+            checkpoints = progress.checkpoint_ids | {stamp.checkpoint_id}
+            completes = progress.completed_at is None and len(checkpoints) >= required
+            after = replace(
+                progress,
+                checkpoint_ids=checkpoints,
+                completed_at=stamp.at if completes else progress.completed_at,
+            )
+            if self._commit(key, stamp, after, current):
+                return StampOutcome(new_stamp=True, completed_now=completes, progress=after)
+        raise StateConflictError(
+            f"too many concurrent scans for participant {stamp.participant_id}: scan again in a moment"
+        )
+
+    def _commit(self, key: str, stamp: Stamp, after: Progress, current: StampItem | None) -> bool:
+        """Put the stamp (if absent) and the progress (if unchanged); False if the progress moved."""
+        version = int(current.version) if current is not None and current.version is not None else 0
+        stamp_item = StampItem(
+            key,
+            _STAMP + stamp.checkpoint_id,
+            at=stamp.at,
+            checkpoint_id=stamp.checkpoint_id,
+            device_id=stamp.device_id,
+        )
+        progress_item = StampItem(
+            key,
+            _PROGRESS,
+            checkpoint_ids=set(after.checkpoint_ids),
+            completed_at=after.completed_at,
+            version=version + 1,
+        )
+        progress_condition = (
+            StampItem.sk.does_not_exist() if current is None else StampItem.version == version
+        )
+        try:
+            with TransactWrite(connection=self._tables.connection) as transaction:
+                transaction.save(stamp_item, condition=StampItem.sk.does_not_exist())
+                transaction.save(progress_item, condition=progress_condition)
+        except TransactWriteError as exc:
+            reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
+            if _code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+                # The stamp exists (a concurrent duplicate) or the progress moved: re-read and
+                # decide again; the re-read sees the checkpoint in the progress if it was stamped.
+                return False
+            if _code(exc) == "TransactionConflictException" or "TransactionConflict" in reasons:
+                return False
+            raise _translate(exc, "recording the stamp") from exc
+        return True
+
+    @staticmethod
+    def _progress_item(key: str) -> StampItem | None:
+        try:
+            return StampItem.get(key, _PROGRESS, consistent_read=True)
+        except StampItem.DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the progress") from exc
+
+    @staticmethod
+    def _to_progress(
+        tenant_id: str, campaign_id: str, participant_id: str, item: StampItem | None
+    ) -> Progress:
+        if item is None:
+            return Progress(tenant_id, campaign_id, participant_id)
+        return Progress(
+            tenant_id,
+            campaign_id,
+            participant_id,
+            checkpoint_ids=frozenset(item.checkpoint_ids or ()),
+            completed_at=item.completed_at,
+        )
+
+    def progress(self, tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
+        key = _join(tenant_id, campaign_id, participant_id)
+        return self._to_progress(tenant_id, campaign_id, participant_id, self._progress_item(key))
+
+    def _partition(self, tenant_id: str, campaign_id: str, participant_id: str) -> list[StampItem]:
+        try:
+            return list(StampItem.query(_join(tenant_id, campaign_id, participant_id), consistent_read=True))
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the stamps") from exc
+
+    def stamps(self, tenant_id: str, campaign_id: str, participant_id: str) -> list[Stamp]:
+        return [
+            Stamp(
+                tenant_id,
+                campaign_id,
+                participant_id,
+                i.checkpoint_id or "",
+                i.device_id or "",
+                i.at or _EPOCH,
+            )
+            for i in self._partition(tenant_id, campaign_id, participant_id)
+            if i.sk.startswith(_STAMP)
+        ]
+
+    def delete_participant(self, tenant_id: str, campaign_id: str, participant_id: str) -> int:
+        items = self._partition(tenant_id, campaign_id, participant_id)
+        _batch_delete(StampItem, items, "erasing the stamps")
+        return sum(1 for i in items if i.sk.startswith(_STAMP))
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _batch_delete(model: Any, items: Iterable[Any], what: str) -> None:
+    try:
+        with model.batch_write() as batch:
+            for item in items:
+                batch.delete(item)
+    except PynamoDBException as exc:
+        raise _translate(exc, what) from exc
+
+
+# ------------------------------------------------------------------------------------ history
+
+
+def _history_sk(event: RecognitionEvent) -> str:
+    # Fixed-width UTC ISO time sorts lexicographically; the event id breaks ties.
+    return f"{event.at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{event.event_id}"
+
+
+def _event_from_item(item: HistoryItem) -> RecognitionEvent:
+    tenant_id, campaign_id = item.campaign_key.split("#", 1)
+    return RecognitionEvent(
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        event_id=item.event_id,
+        at=item.at,
+        device_id=item.device_id,
+        checkpoint_id=item.checkpoint_id,
+        outcome=ScanOutcome(item.outcome),
+        participant_id=item.participant_id,
+        similarity=None if item.similarity is None else float(item.similarity),
+        threshold=None if item.threshold is None else float(item.threshold),
+        masked=item.masked,
+        reason=item.reason,
+        expires_at=item.expires,
+    )
+
+
+class DynamoHistoryLog:
+    def __init__(self, tables: DynamoTables) -> None:
+        self._tables = tables
+
+    def record(self, event: RecognitionEvent) -> None:
+        participant_key = (
+            _join(event.tenant_id, event.campaign_id, event.participant_id) if event.participant_id else None
+        )
+        item = HistoryItem(
+            _join(event.tenant_id, event.campaign_id),
+            _history_sk(event),
+            event_id=event.event_id,
+            at=event.at,
+            device_id=event.device_id,
+            checkpoint_id=event.checkpoint_id,
+            outcome=event.outcome.value,
+            participant_key=participant_key,
+            participant_id=event.participant_id,
+            similarity=event.similarity,
+            threshold=event.threshold,
+            masked=event.masked,
+            reason=event.reason,
+            expires=event.expires_at,
+        )
+        try:
+            item.save()
+        except PynamoDBException as exc:
+            raise _translate(exc, "recording the scan in history") from exc
+
+    def list(
+        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[RecognitionEvent]:
+        try:
+            result = HistoryItem.query(
+                _join(tenant_id, campaign_id),
+                scan_index_forward=False,
+                limit=limit,
+                last_evaluated_key=decode_cursor(cursor),
+            )
+            items = tuple(_event_from_item(i) for i in result)
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the history") from exc
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def _keys_for(self, tenant_id: str, campaign_id: str, participant_id: str) -> tuple[HistoryItem, ...]:
+        try:
+            return tuple(HistoryItem.by_participant.query(_join(tenant_id, campaign_id, participant_id)))
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the participant's history") from exc
+
+    def for_participant(
+        self, tenant_id: str, campaign_id: str, participant_id: str
+    ) -> tuple[RecognitionEvent, ...]:
+        keys = self._keys_for(tenant_id, campaign_id, participant_id)
+        try:
+            found = HistoryItem.batch_get([(k.campaign_key, k.sk) for k in keys])
+            return tuple(_event_from_item(i) for i in found)
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the participant's history") from exc
+
+    def delete_participant(self, tenant_id: str, campaign_id: str, participant_id: str) -> int:
+        keys = self._keys_for(tenant_id, campaign_id, participant_id)
+        _batch_delete(HistoryItem, (HistoryItem(k.campaign_key, k.sk) for k in keys), "erasing the history")
+        return len(keys)
+
+
+# ------------------------------------------------------------------------------------ devices
+
+
+def _device_from_item(item: DeviceItem) -> Device:
+    return Device(
+        tenant_id=item.tenant_id,
+        device_id=item.device_id,
+        campaign_id=item.campaign_id,
+        checkpoint_id=item.checkpoint_id,
+        name=item.name or "",
+        key_hash=item.key_hash,
+        created_at=item.created_at,
+        revoked_at=item.revoked_at,
+    )
+
+
+class DynamoDeviceRegistry:
+    def __init__(self, tables: DynamoTables) -> None:
+        self._tables = tables
+
+    def add(self, device: Device) -> None:
+        item = DeviceItem(
+            device.key_hash,
+            tenant_id=device.tenant_id,
+            device_id=device.device_id,
+            campaign_id=device.campaign_id,
+            checkpoint_id=device.checkpoint_id,
+            name=device.name,
+            created_at=device.created_at,
+            revoked_at=device.revoked_at,
+        )
+        try:
+            item.save(condition=DeviceItem.key_hash.does_not_exist())
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                raise AlreadyExistsError("this device key is taken: register the device again") from exc
+            raise _translate(exc, "registering the device") from exc
+
+    def by_key_hash(self, key_hash: str) -> Device | None:
+        try:
+            return _device_from_item(DeviceItem.get(key_hash, consistent_read=True))
+        except DeviceItem.DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise _translate(exc, "authenticating the device") from exc
+
+    def _item(self, tenant_id: str, device_id: str) -> DeviceItem:
+        try:
+            found = list(DeviceItem.by_tenant.query(tenant_id, DeviceItem.device_id == device_id, limit=1))
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the device") from exc
+        if not found:
+            raise NotFoundError(f"device {device_id} does not exist: check the id")
+        return found[0]
+
+    def get(self, tenant_id: str, device_id: str) -> Device:
+        return _device_from_item(self._item(tenant_id, device_id))
+
+    def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
+        item = self._item(tenant_id, device_id)
+        try:
+            item.update(
+                actions=[DeviceItem.revoked_at.set(at)],
+                condition=DeviceItem.key_hash.exists() & (DeviceItem.tenant_id == tenant_id),
+            )
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                raise NotFoundError(f"device {device_id} does not exist: check the id") from exc
+            raise _translate(exc, "revoking the device") from exc
+        return _device_from_item(item)
+
+
+# ----------------------------------------------------------------------------------- cooldown
+
+
+class DynamoCooldownLock:
+    """A lock item per key, taken with one conditional put (absent, or expired by ``until``)."""
+
+    def __init__(self, tables: DynamoTables) -> None:
+        self._tables = tables
+
+    def acquire(self, key: str, now: datetime, seconds: int) -> bool:
+        stamp = now.timestamp()
+        item = CooldownItem(
+            key, until=stamp + seconds, expires=datetime.fromtimestamp(stamp + seconds + 60, tz=UTC)
+        )
+        try:
+            item.save(condition=CooldownItem.lock_key.does_not_exist() | (CooldownItem.until <= stamp))
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise _translate(exc, "taking the cooldown lock") from exc
+        return True

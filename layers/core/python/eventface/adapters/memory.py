@@ -1,0 +1,348 @@
+"""In-memory adapters of every port (``InMemory*``): for unit tests and the offline demo.
+
+They keep the same contracts as the real adapters (conditional writes, exactly-once completion
+under threads, newest-first history with cursors), behind one lock each. Not for production.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from eventface.domain.errors import (
+    AlreadyExistsError,
+    FaceNotFoundError,
+    FaceQualityError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    QualityReason,
+    StateConflictError,
+)
+from eventface.domain.model import (
+    Campaign,
+    Device,
+    Identification,
+    NotificationJob,
+    Page,
+    Participant,
+    Probe,
+    Progress,
+    RecognitionEvent,
+    Stamp,
+    StampOutcome,
+    Template,
+)
+
+T = TypeVar("T")
+
+
+def _page(items: Sequence[T], limit: int, cursor: str | None) -> Page[T]:
+    """Offset cursors over an already ordered list."""
+    try:
+        start = int(cursor) if cursor else 0
+    except ValueError:
+        raise InvalidInputError(
+            "cursor is not valid: pass the cursor of the previous page unchanged"
+        ) from None
+    chunk = tuple(items[start : start + limit])
+    end = start + len(chunk)
+    return Page(items=chunk, cursor=str(end) if end < len(items) else None)
+
+
+class FixedClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, now: datetime) -> None:
+        self._now = now
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+
+class InMemoryCampaignRepository:
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], Campaign] = {}
+        self._lock = threading.Lock()
+
+    def add(self, campaign: Campaign) -> Campaign:
+        with self._lock:
+            key = (campaign.tenant_id, campaign.campaign_id)
+            if key in self._items:
+                raise AlreadyExistsError(f"campaign {campaign.campaign_id} exists already: choose another id")
+            stored = replace(campaign, version=1)
+            self._items[key] = stored
+            return stored
+
+    def get(self, tenant_id: str, campaign_id: str) -> Campaign:
+        found = self._items.get((tenant_id, campaign_id))
+        if found is None:
+            raise NotFoundError(f"campaign {campaign_id} does not exist: check the id or create it")
+        return found
+
+    def save(self, campaign: Campaign) -> Campaign:
+        with self._lock:
+            key = (campaign.tenant_id, campaign.campaign_id)
+            current = self._items.get(key)
+            if current is None:
+                raise NotFoundError(f"campaign {campaign.campaign_id} does not exist: create it first")
+            if current.version != campaign.version:
+                raise StateConflictError(
+                    f"campaign {campaign.campaign_id} was changed meanwhile: reload it and try again"
+                )
+            stored = replace(campaign, version=campaign.version + 1)
+            self._items[key] = stored
+            return stored
+
+    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Campaign]:
+        items = sorted(
+            (c for (t, _), c in self._items.items() if t == tenant_id), key=lambda c: c.campaign_id
+        )
+        return _page(items, limit, cursor)
+
+
+class InMemoryParticipantRepository:
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str, str], Participant] = {}
+        self._lock = threading.Lock()
+
+    def add(self, participant: Participant) -> None:
+        with self._lock:
+            key = (participant.tenant_id, participant.campaign_id, participant.participant_id)
+            if key in self._items:
+                raise AlreadyExistsError(f"participant {participant.participant_id} exists already")
+            self._items[key] = participant
+
+    def get(self, tenant_id: str, campaign_id: str, participant_id: str) -> Participant:
+        found = self.find(tenant_id, campaign_id, participant_id)
+        if found is None:
+            raise NotFoundError(f"participant {participant_id} is not registered in campaign {campaign_id}")
+        return found
+
+    def find(self, tenant_id: str, campaign_id: str, participant_id: str) -> Participant | None:
+        return self._items.get((tenant_id, campaign_id, participant_id))
+
+    def list(
+        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[Participant]:
+        items = sorted(
+            (p for (t, c, _), p in self._items.items() if (t, c) == (tenant_id, campaign_id)),
+            key=lambda p: p.participant_id,
+        )
+        return _page(items, limit, cursor)
+
+    def delete(self, tenant_id: str, campaign_id: str, participant_id: str) -> bool:
+        with self._lock:
+            return self._items.pop((tenant_id, campaign_id, participant_id), None) is not None
+
+
+class InMemoryStampBook:
+    def __init__(self) -> None:
+        self._stamps: dict[tuple[str, str, str, str], Stamp] = {}
+        self._progress: dict[tuple[str, str, str], Progress] = {}
+        self._lock = threading.Lock()
+
+    def record(self, stamp: Stamp, required: int) -> StampOutcome:
+        with self._lock:
+            who = (stamp.tenant_id, stamp.campaign_id, stamp.participant_id)
+            progress = self._progress.get(who) or Progress(*who)
+            if (*who, stamp.checkpoint_id) in self._stamps:
+                return StampOutcome(new_stamp=False, completed_now=False, progress=progress)
+            self._stamps[(*who, stamp.checkpoint_id)] = stamp
+            checkpoints = progress.checkpoint_ids | {stamp.checkpoint_id}
+            completes = progress.completed_at is None and len(checkpoints) >= required
+            progress = replace(
+                progress,
+                checkpoint_ids=checkpoints,
+                completed_at=stamp.at if completes else progress.completed_at,
+            )
+            self._progress[who] = progress
+            return StampOutcome(new_stamp=True, completed_now=completes, progress=progress)
+
+    def progress(self, tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
+        who = (tenant_id, campaign_id, participant_id)
+        return self._progress.get(who) or Progress(*who)
+
+    def stamps(self, tenant_id: str, campaign_id: str, participant_id: str) -> list[Stamp]:
+        who = (tenant_id, campaign_id, participant_id)
+        return sorted((s for k, s in self._stamps.items() if k[:3] == who), key=lambda s: s.checkpoint_id)
+
+    def delete_participant(self, tenant_id: str, campaign_id: str, participant_id: str) -> int:
+        with self._lock:
+            who = (tenant_id, campaign_id, participant_id)
+            keys = [k for k in self._stamps if k[:3] == who]
+            for key in keys:
+                del self._stamps[key]
+            self._progress.pop(who, None)
+            return len(keys)
+
+
+class InMemoryHistoryLog:
+    def __init__(self) -> None:
+        self.events: list[RecognitionEvent] = []
+        self._lock = threading.Lock()
+
+    def record(self, event: RecognitionEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def list(
+        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[RecognitionEvent]:
+        mine = [e for e in self.events if (e.tenant_id, e.campaign_id) == (tenant_id, campaign_id)]
+        return _page(sorted(mine, key=lambda e: (e.at, e.event_id), reverse=True), limit, cursor)
+
+    def for_participant(
+        self, tenant_id: str, campaign_id: str, participant_id: str
+    ) -> tuple[RecognitionEvent, ...]:
+        who = (tenant_id, campaign_id, participant_id)
+        return tuple(e for e in self.events if (e.tenant_id, e.campaign_id, e.participant_id) == who)
+
+    def delete_participant(self, tenant_id: str, campaign_id: str, participant_id: str) -> int:
+        with self._lock:
+            doomed = self.for_participant(tenant_id, campaign_id, participant_id)
+            self.events = [e for e in self.events if e not in doomed]
+            return len(doomed)
+
+
+class InMemoryDeviceRegistry:
+    def __init__(self) -> None:
+        self.devices: dict[tuple[str, str], Device] = {}
+        self._lock = threading.Lock()
+
+    def add(self, device: Device) -> None:
+        with self._lock:
+            if (device.tenant_id, device.device_id) in self.devices:
+                raise AlreadyExistsError(f"device {device.device_id} exists already")
+            self.devices[(device.tenant_id, device.device_id)] = device
+
+    def by_key_hash(self, key_hash: str) -> Device | None:
+        return next((d for d in self.devices.values() if d.key_hash == key_hash), None)
+
+    def get(self, tenant_id: str, device_id: str) -> Device:
+        found = self.devices.get((tenant_id, device_id))
+        if found is None:
+            raise NotFoundError(f"device {device_id} does not exist: check the id")
+        return found
+
+    def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
+        with self._lock:
+            device = replace(self.get(tenant_id, device_id), revoked_at=at)
+            self.devices[(tenant_id, device_id)] = device
+            return device
+
+
+class InMemoryGallery:
+    """Exact cosine search with a fixed threshold (the real port's threshold grows with N)."""
+
+    def __init__(self, model_id: str = "fake-model", threshold: float = 0.5) -> None:
+        self.model_id = model_id
+        self.threshold = threshold
+        self.templates: dict[str, dict[str, tuple[Template, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, gallery_id: str, participant_id: str, templates: tuple[Template, ...]) -> None:
+        with self._lock:
+            people = self.templates.setdefault(gallery_id, {})
+            people[participant_id] = people.get(participant_id, ()) + templates
+
+    def delete_participant(self, gallery_id: str, participant_id: str) -> bool:
+        with self._lock:
+            people = self.templates.get(gallery_id)
+            if people is None:
+                return False
+            people.pop(participant_id, None)
+            return True
+
+    def identify(self, gallery_id: str, probe: Probe, fmr_per_scan: float) -> Identification:
+        if probe.model_id != self.model_id:
+            raise InvalidInputError(
+                f"the template was made by {probe.model_id}, the gallery holds {self.model_id} templates: "
+                "update the device's model"
+            )
+        best: tuple[float, str] | None = None
+        for person, templates in self.templates.get(gallery_id, {}).items():
+            for template in templates:
+                if template.kind != "plain":
+                    continue
+                score = sum(a * b for a, b in zip(probe.vector, template.vector, strict=True))
+                if best is None or score > best[0]:
+                    best = (score, person)
+        if best is None:
+            return Identification(participant_id=None, similarity=None, threshold=self.threshold)
+        matched = best[1] if best[0] >= self.threshold else None
+        return Identification(participant_id=matched, similarity=best[0], threshold=self.threshold)
+
+
+class InMemoryNotificationQueue:
+    def __init__(self) -> None:
+        self.jobs: list[NotificationJob] = []
+        self._lock = threading.Lock()
+
+    def put(self, job: NotificationJob) -> None:
+        with self._lock:
+            self.jobs.append(job)
+
+
+class InMemoryCooldownLock:
+    def __init__(self) -> None:
+        self._until: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, now: datetime, seconds: int) -> bool:
+        with self._lock:
+            held = self._until.get(key)
+            if held is not None and held > now:
+                return False
+            self._until[key] = now + timedelta(seconds=seconds)
+            return True
+
+
+def unit_vector(*values: float) -> tuple[float, ...]:
+    """``values`` scaled to unit length (handy for fake faces)."""
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return tuple(v / norm for v in values)
+
+
+@dataclass
+class InMemoryFaceAnalyzer:
+    """Photos are looked up, not analysed: ``faces[photo] = vector`` says what a photo shows.
+
+    A photo not in ``faces`` has no face; ``quality_reasons[photo]`` makes its enrolment fail;
+    ``masked`` lists photos whose face wears a mask.
+    """
+
+    model_id: str = "fake-model"
+    faces: dict[bytes, tuple[float, ...]] = field(default_factory=dict)
+    quality_reasons: dict[bytes, tuple[QualityReason, ...]] = field(default_factory=dict)
+    masked: set[bytes] = field(default_factory=set)
+    max_bytes: int = 6 * 1024 * 1024
+
+    def _vector(self, photo: bytes) -> tuple[float, ...]:
+        if len(photo) > self.max_bytes:
+            raise PayloadTooLargeError(f"the photo is over {self.max_bytes} bytes: send a smaller JPEG")
+        vector = self.faces.get(photo)
+        if vector is None:
+            raise FaceNotFoundError("no face found: look at the camera, in good light, and try again")
+        return vector
+
+    def probe(self, photo: bytes) -> Probe:
+        return Probe(vector=self._vector(photo), model_id=self.model_id, masked=photo in self.masked)
+
+    def enrol(self, photo: bytes) -> tuple[Template, ...]:
+        vector = self._vector(photo)
+        reasons = self.quality_reasons.get(photo, ())
+        if reasons:
+            raise FaceQualityError("; ".join(r.message for r in reasons), reasons=reasons)
+        return (Template(vector, self.model_id, "plain"), Template(vector, self.model_id, "masked"))

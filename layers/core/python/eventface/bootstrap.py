@@ -1,0 +1,319 @@
+"""The composition root: the one place that picks adapters and wires them into the services.
+
+``bootstrap()`` returns ``Services``, whose methods are the use cases. Real adapters are built on
+first use and cached (a warm Lambda keeps them), so a function that only reads history never
+loads the face engine. Tests pass fakes as keyword overrides::
+
+    services = bootstrap(campaigns=InMemoryCampaignRepository(), clock=FixedClock(), ...)
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeVar, cast
+
+from eventface.domain.model import (
+    Campaign,
+    Checkpoint,
+    Device,
+    ErasureReceipt,
+    NotificationTexts,
+    Page,
+    Participant,
+    Progress,
+    RecognitionEvent,
+    ScanResult,
+)
+from eventface.ports import (
+    CampaignRepository,
+    Clock,
+    CooldownLock,
+    DeviceRegistry,
+    FaceAnalyzer,
+    GalleryPort,
+    HistoryLog,
+    NotificationQueue,
+    ParticipantRepository,
+    StampBook,
+)
+from eventface.services import campaigns as campaign_service
+from eventface.services import devices as device_service
+from eventface.services import history as history_service
+from eventface.services import participants as participant_service
+from eventface.services import scans as scan_service
+from eventface.services.campaigns import CampaignChanges
+from eventface.services.deps import Policy
+from eventface.services.devices import DeviceRegistration
+from eventface.services.participants import Registration
+from eventface.services.scans import Scan
+from eventface.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+PORTS: Final = (
+    "campaigns",
+    "participants",
+    "stamps",
+    "history",
+    "devices",
+    "gallery",
+    "queue",
+    "cooldown",
+    "faces",
+    "clock",
+    "policy",
+)
+
+
+class SystemClock:
+    """Wall-clock time in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class Container:
+    """Lazily built, cached adapters; an override replaces the real one (satisfies ``Deps``)."""
+
+    def __init__(self, settings: Settings, overrides: dict[str, Any]) -> None:
+        unknown = set(overrides) - set(PORTS)
+        if unknown:
+            raise TypeError(f"unknown overrides {sorted(unknown)}: choose from {list(PORTS)}")
+        self.settings = settings
+        self._built: dict[str, Any] = dict(overrides)
+        self._lock = threading.RLock()
+
+    def _get(self, name: str, factory: Callable[[], T]) -> T:
+        if name not in self._built:
+            with self._lock:
+                if name not in self._built:
+                    self._built[name] = factory()
+        return cast(T, self._built[name])
+
+    def _tables(self) -> Any:
+        from eventface.adapters import dynamo_repositories
+
+        return self._get("_tables", lambda: dynamo_repositories.DynamoTables(self.settings.table_prefix))
+
+    @property
+    def campaigns(self) -> CampaignRepository:
+        return self._get("campaigns", self._make_campaigns)
+
+    def _make_campaigns(self) -> CampaignRepository:
+        from eventface.adapters.dynamo_repositories import DynamoCampaignRepository
+
+        return DynamoCampaignRepository(self._tables())
+
+    @property
+    def participants(self) -> ParticipantRepository:
+        return self._get("participants", self._make_participants)
+
+    def _make_participants(self) -> ParticipantRepository:
+        from eventface.adapters.dynamo_repositories import DynamoParticipantRepository
+
+        return DynamoParticipantRepository(self._tables())
+
+    @property
+    def stamps(self) -> StampBook:
+        return self._get("stamps", self._make_stamps)
+
+    def _make_stamps(self) -> StampBook:
+        from eventface.adapters.dynamo_repositories import DynamoStampBook
+
+        return DynamoStampBook(self._tables())
+
+    @property
+    def history(self) -> HistoryLog:
+        return self._get("history", self._make_history)
+
+    def _make_history(self) -> HistoryLog:
+        from eventface.adapters.dynamo_repositories import DynamoHistoryLog
+
+        return DynamoHistoryLog(self._tables())
+
+    @property
+    def devices(self) -> DeviceRegistry:
+        return self._get("devices", self._make_devices)
+
+    def _make_devices(self) -> DeviceRegistry:
+        from eventface.adapters.dynamo_repositories import DynamoDeviceRegistry
+
+        return DynamoDeviceRegistry(self._tables())
+
+    @property
+    def cooldown(self) -> CooldownLock:
+        return self._get("cooldown", self._make_cooldown)
+
+    def _make_cooldown(self) -> CooldownLock:
+        from eventface.adapters.dynamo_repositories import DynamoCooldownLock
+
+        return DynamoCooldownLock(self._tables())
+
+    @property
+    def queue(self) -> NotificationQueue:
+        return self._get("queue", self._make_queue)
+
+    def _make_queue(self) -> NotificationQueue:
+        from eventface.adapters.sqs_queue import SqsNotificationQueue
+
+        return SqsNotificationQueue(self.settings.notification_queue_url)
+
+    @property
+    def gallery(self) -> GalleryPort:
+        return self._get("gallery", self._make_gallery)
+
+    def _make_gallery(self) -> GalleryPort:
+        from eventface.adapters.s3_gallery_port import S3GalleryPort
+
+        return S3GalleryPort(
+            self.settings.gallery_bucket,
+            threads=self.settings.engine_threads,
+            spill_dir=self.settings.spill_dir,
+        )
+
+    @property
+    def faces(self) -> FaceAnalyzer:
+        return self._get("faces", self._make_faces)
+
+    def _make_faces(self) -> FaceAnalyzer:
+        from eventface.adapters.face_analyzer import EngineFaceAnalyzer
+
+        return EngineFaceAnalyzer(
+            models_dir=self.settings.models_dir,
+            threads=self.settings.engine_threads,
+            max_photo_bytes=self.settings.max_photo_bytes,
+        )
+
+    @property
+    def clock(self) -> Clock:
+        return self._get("clock", SystemClock)
+
+    @property
+    def policy(self) -> Policy:
+        return self._get(
+            "policy",
+            lambda: Policy(
+                fmr_per_scan=self.settings.fmr_per_scan,
+                history_ttl=timedelta(hours=self.settings.history_ttl_hours),
+                cooldown_seconds=self.settings.cooldown_seconds,
+            ),
+        )
+
+
+class Services:
+    """The use cases, bound to one container (see :func:`bootstrap`)."""
+
+    def __init__(self, deps: Container) -> None:
+        self.deps = deps
+
+    # -- scans -------------------------------------------------------------------------------
+    def record_scan(self, scan: Scan) -> ScanResult:
+        return scan_service.record_scan(self.deps, scan)
+
+    # -- participants ------------------------------------------------------------------------
+    def register_participant(self, registration: Registration) -> Participant:
+        return participant_service.register_participant(self.deps, registration)
+
+    def get_progress(
+        self, tenant_id: str, campaign_id: str, participant_id: str
+    ) -> tuple[Participant, Progress]:
+        return participant_service.get_progress(self.deps, tenant_id, campaign_id, participant_id)
+
+    def list_participants(
+        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[Participant]:
+        return participant_service.list_participants(self.deps, tenant_id, campaign_id, limit, cursor)
+
+    def erase_participant(self, tenant_id: str, campaign_id: str, participant_id: str) -> ErasureReceipt:
+        return participant_service.erase_participant(self.deps, tenant_id, campaign_id, participant_id)
+
+    # -- campaigns ---------------------------------------------------------------------------
+    def create_campaign(
+        self,
+        tenant_id: str,
+        campaign_id: str,
+        name: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        *,
+        checkpoints: tuple[Checkpoint, ...] = (),
+        stamps_required: int = 1,
+        reward_text: str = "",
+        texts: NotificationTexts | None = None,
+        cooldown_seconds: int | None = None,
+    ) -> Campaign:
+        return campaign_service.create_campaign(
+            self.deps,
+            tenant_id,
+            campaign_id,
+            name,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            checkpoints=checkpoints,
+            stamps_required=stamps_required,
+            reward_text=reward_text,
+            texts=texts,
+            cooldown_seconds=cooldown_seconds,
+        )
+
+    def update_campaign(self, tenant_id: str, campaign_id: str, changes: CampaignChanges) -> Campaign:
+        return campaign_service.update_campaign(self.deps, tenant_id, campaign_id, changes)
+
+    def add_checkpoint(self, tenant_id: str, campaign_id: str, checkpoint: Checkpoint) -> Campaign:
+        return campaign_service.add_checkpoint(self.deps, tenant_id, campaign_id, checkpoint)
+
+    def remove_checkpoint(self, tenant_id: str, campaign_id: str, checkpoint_id: str) -> Campaign:
+        return campaign_service.remove_checkpoint(self.deps, tenant_id, campaign_id, checkpoint_id)
+
+    def publish_campaign(self, tenant_id: str, campaign_id: str) -> Campaign:
+        return campaign_service.publish_campaign(self.deps, tenant_id, campaign_id)
+
+    def end_campaign(self, tenant_id: str, campaign_id: str) -> Campaign:
+        return campaign_service.end_campaign(self.deps, tenant_id, campaign_id)
+
+    def get_campaign(self, tenant_id: str, campaign_id: str) -> Campaign:
+        return campaign_service.get_campaign(self.deps, tenant_id, campaign_id)
+
+    def list_campaigns(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Campaign]:
+        return campaign_service.list_campaigns(self.deps, tenant_id, limit, cursor)
+
+    # -- devices -----------------------------------------------------------------------------
+    def register_device(
+        self, tenant_id: str, campaign_id: str, checkpoint_id: str, name: str = ""
+    ) -> DeviceRegistration:
+        return device_service.register_device(self.deps, tenant_id, campaign_id, checkpoint_id, name)
+
+    def authenticate_device(self, key: str | None) -> Device:
+        return device_service.authenticate_device(self.deps, key)
+
+    def revoke_device(self, tenant_id: str, device_id: str) -> Device:
+        return device_service.revoke_device(self.deps, tenant_id, device_id)
+
+    # -- history -----------------------------------------------------------------------------
+    def list_history(
+        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[RecognitionEvent]:
+        return history_service.list_history(self.deps, tenant_id, campaign_id, limit, cursor)
+
+
+def bootstrap(settings: Settings | None = None, **overrides: Any) -> Services:
+    """Wire the services: real adapters (built lazily) unless overridden by keyword.
+
+    Parameters
+    ----------
+    settings
+        Defaults to the process settings (environment snapshot).
+    **overrides
+        Port name (``campaigns``, ``participants``, ``stamps``, ``history``, ``devices``,
+        ``gallery``, ``queue``, ``cooldown``, ``faces``, ``clock``, ``policy``) → adapter.
+    """
+    return Services(Container(settings or get_settings(), overrides))
+
+
+@functools.cache
+def services() -> Services:
+    """The process-wide services with the real adapters (kept for the life of the container)."""
+    return bootstrap()

@@ -1,0 +1,434 @@
+"""Entities, value objects and the rules of the stamp rally, as pure functions (stdlib only).
+
+Times are timezone-aware UTC ``datetime`` values; ids are opaque strings. Nothing here does I/O
+or logs: the services apply these rules, the adapters persist the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final, Generic, TypeVar
+
+from eventface.domain.errors import InvalidInputError, StateConflictError
+
+T = TypeVar("T")
+_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_NICKNAME: Final = 40
+MAX_TEXT: Final = 500
+MAX_CHECKPOINTS: Final = 100
+#: Non-matching recognition events expire after this long (DESIGN.md, privacy by design).
+DEFAULT_HISTORY_TTL: Final = timedelta(hours=72)
+DEFAULT_COOLDOWN_SECONDS: Final = 30
+
+
+def check_id(kind: str, value: str) -> str:
+    """Return ``value`` if it is a valid id (1-64 of letters, digits, ``_ . -``), else raise.
+
+    Ids end up in keys (``#``-joined) and S3 prefixes, so the alphabet is deliberately small.
+    """
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidInputError(
+            f"{kind} {value!r} is not a valid id: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _aware(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise InvalidInputError(f"{name} must include a timezone (e.g. 2026-05-01T09:00:00+00:00)")
+    return value
+
+
+class CampaignStatus(StrEnum):
+    """Life cycle of a campaign: draft → live → ended."""
+
+    DRAFT = "draft"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class RefusalReason(StrEnum):
+    """Why a scan cannot award a stamp, whoever the face is."""
+
+    CAMPAIGN_NOT_LIVE = "campaign_not_live"
+    CAMPAIGN_ENDED = "campaign_ended"
+    BEFORE_START = "before_start"
+    AFTER_END = "after_end"
+    CHECKPOINT_NOT_IN_CAMPAIGN = "checkpoint_not_in_campaign"
+
+
+REFUSAL_MESSAGES: Final[dict[RefusalReason, str]] = {
+    RefusalReason.CAMPAIGN_NOT_LIVE: "The campaign is not published yet: publish it to collect stamps.",
+    RefusalReason.CAMPAIGN_ENDED: "The campaign has ended: no more stamps are awarded.",
+    RefusalReason.BEFORE_START: "The campaign has not started yet: scans count from its start time.",
+    RefusalReason.AFTER_END: "The campaign's time window is over: no more stamps are awarded.",
+    RefusalReason.CHECKPOINT_NOT_IN_CAMPAIGN: (
+        "This checkpoint is not part of the campaign: bind the device to one of its checkpoints."
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A customer of the platform; every key and prefix is scoped by ``tenant_id``."""
+
+    tenant_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A place of a campaign where a camera awards one stamp."""
+
+    checkpoint_id: str
+    name: str
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationTexts:
+    """Templates of the push texts; ``{nickname}``, ``{stamps}``, ``{required}``, ``{reward}``."""
+
+    stamp: str = "{nickname}, you have {stamps} of {required} stamps!"
+    completion: str = "Rally complete, {nickname}! {reward}"
+
+    def render(self, kind: JobKind, *, nickname: str, stamps: int, required: int, reward: str) -> str:
+        """The text for a job of ``kind``; unknown placeholders are left as they are."""
+        template = self.completion if kind is JobKind.COMPLETION else self.stamp
+        values = {"nickname": nickname, "stamps": str(stamps), "required": str(required), "reward": reward}
+        return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A stamp rally: where (checkpoints), when (window), how many stamps make a completion."""
+
+    tenant_id: str
+    campaign_id: str
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+    status: CampaignStatus = CampaignStatus.DRAFT
+    checkpoints: tuple[Checkpoint, ...] = ()
+    stamps_required: int = 1
+    reward_text: str = ""
+    texts: NotificationTexts = field(default_factory=NotificationTexts)
+    cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS
+    #: Optimistic-locking version: the repository refuses a save whose version is stale.
+    version: int = 0
+
+    @property
+    def gallery_id(self) -> str:
+        """The campaign's gallery of templates: ``<tenant>/<campaign>``."""
+        return f"{self.tenant_id}/{self.campaign_id}"
+
+    def checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
+        """The checkpoint with this id, or None if it is not part of the campaign."""
+        return next((c for c in self.checkpoints if c.checkpoint_id == checkpoint_id), None)
+
+    def refusal_reason(self, checkpoint_id: str, now: datetime) -> RefusalReason | None:
+        """Why a scan at ``checkpoint_id`` at ``now`` cannot award a stamp, or None if it can."""
+        if self.status is CampaignStatus.DRAFT:
+            return RefusalReason.CAMPAIGN_NOT_LIVE
+        if self.status is CampaignStatus.ENDED:
+            return RefusalReason.CAMPAIGN_ENDED
+        if self.checkpoint(checkpoint_id) is None:
+            return RefusalReason.CHECKPOINT_NOT_IN_CAMPAIGN
+        if now < self.starts_at:
+            return RefusalReason.BEFORE_START
+        if now >= self.ends_at:
+            return RefusalReason.AFTER_END
+        return None
+
+
+def validate_campaign(campaign: Campaign) -> Campaign:
+    """Check a campaign's own content (any status); return it unchanged or raise InvalidInputError."""
+    check_id("tenant_id", campaign.tenant_id)
+    check_id("campaign_id", campaign.campaign_id)
+    if not campaign.name.strip() or len(campaign.name) > MAX_TEXT:
+        raise InvalidInputError(f"campaign name must be 1-{MAX_TEXT} characters")
+    _aware("starts_at", campaign.starts_at)
+    _aware("ends_at", campaign.ends_at)
+    if campaign.ends_at <= campaign.starts_at:
+        raise InvalidInputError("ends_at must be after starts_at: give the campaign a time window")
+    if len(campaign.checkpoints) > MAX_CHECKPOINTS:
+        raise InvalidInputError(f"a campaign has at most {MAX_CHECKPOINTS} checkpoints")
+    ids = [c.checkpoint_id for c in campaign.checkpoints]
+    for checkpoint_id in ids:
+        check_id("checkpoint_id", checkpoint_id)
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError("checkpoint ids must be unique within a campaign")
+    if campaign.stamps_required < 1:
+        raise InvalidInputError("stamps_required must be at least 1")
+    if campaign.cooldown_seconds < 0:
+        raise InvalidInputError("cooldown_seconds must be 0 or more")
+    for text in (campaign.reward_text, campaign.texts.stamp, campaign.texts.completion):
+        if len(text) > MAX_TEXT:
+            raise InvalidInputError(f"reward and notification texts must be at most {MAX_TEXT} characters")
+    return campaign
+
+
+def publish(campaign: Campaign) -> Campaign:
+    """Draft → live; the campaign needs checkpoints enough for its required stamps."""
+    if campaign.status is not CampaignStatus.DRAFT:
+        raise StateConflictError(
+            f"campaign {campaign.campaign_id} is {campaign.status}: only a draft can be published"
+        )
+    if campaign.stamps_required > len(campaign.checkpoints):
+        raise StateConflictError(
+            f"campaign {campaign.campaign_id} requires {campaign.stamps_required} stamps but has "
+            f"{len(campaign.checkpoints)} checkpoints: add checkpoints or lower stamps_required"
+        )
+    return replace(campaign, status=CampaignStatus.LIVE)
+
+
+def end(campaign: Campaign) -> Campaign:
+    """Draft or live → ended (final)."""
+    if campaign.status is CampaignStatus.ENDED:
+        raise StateConflictError(f"campaign {campaign.campaign_id} has already ended")
+    return replace(campaign, status=CampaignStatus.ENDED)
+
+
+def check_update(before: Campaign, after: Campaign) -> Campaign:
+    """Which changes each status allows: drafts anything; live campaigns keep their checkpoints
+    and required stamps (participants' progress depends on them); ended campaigns nothing."""
+    if before.status is CampaignStatus.ENDED:
+        raise StateConflictError(f"campaign {before.campaign_id} has ended and can no longer be changed")
+    if before.status is CampaignStatus.LIVE:
+        kept = {c.checkpoint_id for c in after.checkpoints}
+        removed = [c.checkpoint_id for c in before.checkpoints if c.checkpoint_id not in kept]
+        if removed or after.stamps_required != before.stamps_required:
+            raise StateConflictError(
+                f"campaign {before.campaign_id} is live: checkpoints can be added but not removed, and "
+                "stamps_required cannot change; end it and create a new campaign instead"
+            )
+    return validate_campaign(replace(after, status=before.status, version=before.version))
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """What the participant agreed to, and when."""
+
+    given: bool
+    at: datetime
+    text_version: str = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """An attendee registered in a campaign; their templates live in the campaign's gallery."""
+
+    tenant_id: str
+    campaign_id: str
+    participant_id: str
+    nickname: str
+    consent: Consent
+    created_at: datetime
+    push_endpoint: str | None = None
+    template_count: int = 0
+
+
+def check_nickname(nickname: str) -> str:
+    """A trimmed nickname of 1-40 printable characters."""
+    value = nickname.strip() if isinstance(nickname, str) else ""
+    if not value or len(value) > MAX_NICKNAME or not value.isprintable():
+        raise InvalidInputError(f"nickname must be 1-{MAX_NICKNAME} printable characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """One checkpoint visited by one participant (at most one per participant and checkpoint)."""
+
+    tenant_id: str
+    campaign_id: str
+    participant_id: str
+    checkpoint_id: str
+    device_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A participant's stamps in a campaign; ``completed_at`` is set exactly once."""
+
+    tenant_id: str
+    campaign_id: str
+    participant_id: str
+    checkpoint_ids: frozenset[str] = frozenset()
+    completed_at: datetime | None = None
+
+    @property
+    def stamps(self) -> int:
+        return len(self.checkpoint_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class StampOutcome:
+    """What recording a stamp did: a new stamp or not, and whether this stamp completed the rally."""
+
+    new_stamp: bool
+    completed_now: bool
+    progress: Progress
+
+
+class ScanOutcome(StrEnum):
+    """How a scan ended, as recorded in history."""
+
+    STAMPED = "stamped"
+    ALREADY_STAMPED = "already_stamped"
+    COOLDOWN = "cooldown"
+    UNKNOWN = "unknown"
+    NO_FACE = "no_face"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class RecognitionEvent:
+    """One scan, matched or not: who (or unknown), how similar, where, when, masked or not."""
+
+    tenant_id: str
+    campaign_id: str
+    event_id: str
+    at: datetime
+    device_id: str
+    checkpoint_id: str
+    outcome: ScanOutcome
+    participant_id: str | None = None
+    similarity: float | None = None
+    threshold: float | None = None
+    masked: bool | None = None
+    reason: str | None = None
+    #: When the event may be deleted (non-matches); None keeps it until erasure.
+    expires_at: datetime | None = None
+
+
+def event_expiry(outcome: ScanOutcome, at: datetime, ttl: timedelta = DEFAULT_HISTORY_TTL) -> datetime | None:
+    """Events that identify nobody expire after ``ttl``; matched ones stay until erasure."""
+    matched = outcome in (ScanOutcome.STAMPED, ScanOutcome.ALREADY_STAMPED, ScanOutcome.COOLDOWN)
+    return None if matched else at + ttl
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """An edge terminal bound to one checkpoint; only the SHA-256 of its key is stored."""
+
+    tenant_id: str
+    device_id: str
+    campaign_id: str
+    checkpoint_id: str
+    name: str
+    key_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex digest of a device key (keys are random 256-bit tokens: no salt needed)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A face to identify: an L2-normalised embedding, the model that made it, mask status."""
+
+    vector: tuple[float, ...]
+    model_id: str
+    masked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A stored embedding of a registered face (``kind`` is ``"plain"`` or ``"masked"``)."""
+
+    vector: tuple[float, ...]
+    model_id: str
+    kind: str = "plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """The answer of a gallery search: the participant (or None), best similarity, threshold used."""
+
+    participant_id: str | None
+    similarity: float | None
+    threshold: float | None
+
+
+class JobKind(StrEnum):
+    """What a notification job announces."""
+
+    STAMP = "stamp"
+    COMPLETION = "completion"
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationJob:
+    """A push to send later; ``job_id`` is the same for the same fact (queue deduplication)."""
+
+    job_id: str
+    kind: JobKind
+    tenant_id: str
+    campaign_id: str
+    participant_id: str
+    checkpoint_id: str
+    stamps: int
+    required: int
+    text: str
+    push_endpoint: str | None
+    created_at: datetime
+
+
+def job_id_for(kind: JobKind, stamp: Stamp) -> str:
+    """A stable id per fact (a stamp at a checkpoint, a completion), so retries deduplicate."""
+    checkpoint = stamp.checkpoint_id if kind is JobKind.STAMP else "-"
+    natural = "#".join((kind.value, stamp.tenant_id, stamp.campaign_id, stamp.participant_id, checkpoint))
+    return hashlib.sha256(natural.encode("utf-8")).hexdigest()[:64]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What the device is told: who (nickname only), stamps n/m, new stamp, completion, why not."""
+
+    recognised: bool
+    nickname: str | None = None
+    new_stamp: bool = False
+    already_stamped: bool = False
+    stamps: int = 0
+    required: int = 0
+    completed: bool = False
+    reason: str | None = None
+    message: str | None = None
+    similarity: float | None = None
+    threshold: float | None = None
+    masked: bool | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``cursor`` back to get the next one (None: no more)."""
+
+    items: tuple[T, ...]
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """What an erasure removed, and whether a re-read found nothing left (``verified``)."""
+
+    participant_id: str
+    record_deleted: bool
+    templates_deleted: bool
+    stamps_deleted: int
+    history_deleted: int
+    verified: bool

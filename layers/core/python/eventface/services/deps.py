@@ -1,0 +1,59 @@
+"""What the services work with: the ports and a few policy values, given by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
+from eventface.ports import (
+    CampaignRepository,
+    Clock,
+    CooldownLock,
+    DeviceRegistry,
+    FaceAnalyzer,
+    GalleryPort,
+    HistoryLog,
+    NotificationQueue,
+    ParticipantRepository,
+    StampBook,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Tunable values of the use cases (from settings in production, explicit in tests)."""
+
+    fmr_per_scan: float = 1e-3
+    history_ttl: timedelta = DEFAULT_HISTORY_TTL
+    cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS
+    max_page: int = 100
+
+
+class Deps(Protocol):
+    """Every port a use case may need (each use case touches only its own, so a lazy container
+    builds only those)."""
+
+    @property
+    def campaigns(self) -> CampaignRepository: ...
+    @property
+    def participants(self) -> ParticipantRepository: ...
+    @property
+    def stamps(self) -> StampBook: ...
+    @property
+    def history(self) -> HistoryLog: ...
+    @property
+    def devices(self) -> DeviceRegistry: ...
+    @property
+    def gallery(self) -> GalleryPort: ...
+    @property
+    def queue(self) -> NotificationQueue: ...
+    @property
+    def cooldown(self) -> CooldownLock: ...
+    @property
+    def faces(self) -> FaceAnalyzer: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def policy(self) -> Policy: ...

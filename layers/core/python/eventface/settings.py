@@ -1,0 +1,141 @@
+"""Settings: the only reader of ``os.environ``.
+
+``get_settings()`` snapshots the environment once per process into a frozen ``Settings``. Reading
+a required value that is missing raises ``SettingsError`` naming the variable, at first use, so a
+function that never touches (say) the queue does not need its URL.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+T = TypeVar("T")
+
+TABLE_PREFIX: Final = "EVENTFACE_TABLE_PREFIX"
+GALLERY_BUCKET: Final = "EVENTFACE_GALLERY_BUCKET"
+NOTIFICATION_QUEUE_URL: Final = "EVENTFACE_NOTIFICATION_QUEUE_URL"
+MODELS_DIR: Final = "EVENTFACE_MODELS_DIR"
+SPILL_DIR: Final = "EVENTFACE_SPILL_DIR"
+ENGINE_THREADS: Final = "EVENTFACE_ENGINE_THREADS"
+FMR_PER_SCAN: Final = "EVENTFACE_FMR_PER_SCAN"
+COOLDOWN_SECONDS: Final = "EVENTFACE_COOLDOWN_SECONDS"
+HISTORY_TTL_HOURS: Final = "EVENTFACE_HISTORY_TTL_HOURS"
+MAX_PHOTO_BYTES: Final = "EVENTFACE_MAX_PHOTO_BYTES"
+MAX_BODY_BYTES: Final = "EVENTFACE_MAX_BODY_BYTES"
+STAGE: Final = "EVENTFACE_STAGE"
+
+
+class SettingsError(RuntimeError):
+    """A required environment variable is missing or has an unusable value."""
+
+
+def _parse(name: str, raw: str, kind: Callable[[str], T], check: Callable[[T], bool], hint: str) -> T:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not valid: set it to {hint}") from None
+    if not check(value):
+        raise SettingsError(f"{name}={raw!r} is out of range: set it to {hint}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A snapshot of the environment with typed accessors (see the module docstring)."""
+
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+    def _required(self, name: str) -> str:
+        value = self.environ.get(name, "").strip()
+        if not value:
+            raise SettingsError(f"environment variable {name} is not set: the deployment must define it")
+        return value
+
+    def _optional(self, name: str) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return value or None
+
+    @property
+    def stage(self) -> str:
+        """Deployment stage (``local``, ``dev``, ``prod``...); ``local`` by default."""
+        return self._optional(STAGE) or "local"
+
+    @property
+    def table_prefix(self) -> str:
+        """Prefix of the DynamoDB table names (``<prefix>-campaigns``...)."""
+        return self._required(TABLE_PREFIX)
+
+    @property
+    def gallery_bucket(self) -> str:
+        """S3 bucket of the galleries."""
+        return self._required(GALLERY_BUCKET)
+
+    @property
+    def notification_queue_url(self) -> str:
+        """SQS queue of notification jobs."""
+        return self._required(NOTIFICATION_QUEUE_URL)
+
+    @property
+    def models_dir(self) -> Path | None:
+        """Prepared models' directory; None means the engine's per-user default."""
+        value = self._optional(MODELS_DIR)
+        return Path(value) if value else None
+
+    @property
+    def spill_dir(self) -> Path | None:
+        """Where gallery indexes memory-map their re-rank rows (Lambda: /tmp); None keeps them in RAM."""
+        value = self._optional(SPILL_DIR)
+        return Path(value) if value else None
+
+    @property
+    def engine_threads(self) -> int:
+        """onnxruntime threads: the function's vCPUs (1 by default)."""
+        return _parse(
+            ENGINE_THREADS, self._optional(ENGINE_THREADS) or "1", int, lambda v: 1 <= v <= 64, "1-64"
+        )
+
+    @property
+    def fmr_per_scan(self) -> float:
+        """Accepted false-match rate per scan (1e-3 by default)."""
+        raw = self._optional(FMR_PER_SCAN) or "1e-3"
+        return _parse(FMR_PER_SCAN, raw, float, lambda v: 0.0 < v < 1.0, "a rate between 0 and 1, e.g. 1e-3")
+
+    @property
+    def cooldown_seconds(self) -> int:
+        """Default cooldown of new campaigns (30 s)."""
+        raw = self._optional(COOLDOWN_SECONDS) or "30"
+        return _parse(COOLDOWN_SECONDS, raw, int, lambda v: 0 <= v <= 86400, "0-86400 seconds")
+
+    @property
+    def history_ttl_hours(self) -> int:
+        """How long non-matching recognition events are kept (72 h)."""
+        raw = self._optional(HISTORY_TTL_HOURS) or "72"
+        return _parse(HISTORY_TTL_HOURS, raw, int, lambda v: 1 <= v <= 24 * 366, "1-8784 hours")
+
+    @property
+    def max_photo_bytes(self) -> int:
+        """Largest photo accepted (5 MiB)."""
+        raw = self._optional(MAX_PHOTO_BYTES) or str(5 * 1024 * 1024)
+        return _parse(MAX_PHOTO_BYTES, raw, int, lambda v: v >= 1024, "a byte count of at least 1024")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted (8 MiB: a base64 photo plus fields)."""
+        raw = self._optional(MAX_BODY_BYTES) or str(8 * 1024 * 1024)
+        return _parse(MAX_BODY_BYTES, raw, int, lambda v: v >= 1024, "a byte count of at least 1024")
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (the process environment by default), copied once."""
+    return Settings(dict(os.environ if environ is None else environ))
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (snapshotted on first call)."""
+    return from_environ()

@@ -1,0 +1,51 @@
+"""Settings: typed accessors, defaults, and missing or bad variables named at first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eventface.settings import Settings, SettingsError, from_environ
+
+
+def test_settings_reads_values_and_defaults():
+    # given
+    settings = from_environ({"EVENTFACE_TABLE_PREFIX": "ef-dev", "EVENTFACE_SPILL_DIR": "/tmp/spill"})
+    # then
+    assert settings.table_prefix == "ef-dev" and settings.spill_dir == Path("/tmp/spill")
+    assert (settings.engine_threads, settings.fmr_per_scan, settings.cooldown_seconds) == (1, 1e-3, 30)
+    assert settings.history_ttl_hours == 72 and settings.models_dir is None and settings.stage == "local"
+
+
+@pytest.mark.parametrize(
+    ("attribute", "variable"),
+    [
+        ("table_prefix", "EVENTFACE_TABLE_PREFIX"),
+        ("gallery_bucket", "EVENTFACE_GALLERY_BUCKET"),
+        ("notification_queue_url", "EVENTFACE_NOTIFICATION_QUEUE_URL"),
+    ],
+)
+def test_settings_missing_variable_fails_at_first_use_with_its_name(attribute, variable):
+    # given: building the settings does not fail
+    settings = Settings({})
+    # when / then
+    with pytest.raises(SettingsError, match=variable):
+        getattr(settings, attribute)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute"),
+    [
+        ("EVENTFACE_ENGINE_THREADS", "two", "engine_threads"),
+        ("EVENTFACE_ENGINE_THREADS", "0", "engine_threads"),
+        ("EVENTFACE_FMR_PER_SCAN", "2", "fmr_per_scan"),
+        ("EVENTFACE_COOLDOWN_SECONDS", "-1", "cooldown_seconds"),
+    ],
+)
+def test_settings_bad_value_names_the_variable(variable, value, attribute):
+    # given
+    settings = Settings({variable: value})
+    # when / then
+    with pytest.raises(SettingsError, match=variable):
+        getattr(settings, attribute)
