@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ HISTORY_TTL_HOURS: Final = "EVENTFACE_HISTORY_TTL_HOURS"
 MAX_PHOTO_BYTES: Final = "EVENTFACE_MAX_PHOTO_BYTES"
 MAX_BODY_BYTES: Final = "EVENTFACE_MAX_BODY_BYTES"
 STAGE: Final = "EVENTFACE_STAGE"
+ADMIN_API_KEY_SHA256: Final = "EVENTFACE_ADMIN_API_KEY_SHA256"
+TENANT_ID: Final = "EVENTFACE_TENANT_ID"
+_SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
 
 
 class SettingsError(RuntimeError):
@@ -128,6 +132,22 @@ class Settings:
         """Largest request body accepted (8 MiB: a base64 photo plus fields)."""
         raw = self._optional(MAX_BODY_BYTES) or str(8 * 1024 * 1024)
         return _parse(MAX_BODY_BYTES, raw, int, lambda v: v >= 1024, "a byte count of at least 1024")
+
+    @property
+    def admin_api_key_sha256(self) -> str:
+        """Hex SHA-256 of the management API key (the key itself is never configured)."""
+        value = self._required(ADMIN_API_KEY_SHA256).lower()
+        if not _SHA256_HEX.match(value):
+            raise SettingsError(
+                f"{ADMIN_API_KEY_SHA256} is not a SHA-256 hex digest: set it to the 64 hex characters "
+                'printed by `printf %s "$KEY" | sha256sum`'
+            )
+        return value
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant of the management API until per-user auth arrives (``default``)."""
+        return self._optional(TENANT_ID) or "default"
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,288 @@
+"""Admin API: campaigns, checkpoints, participants, devices and history (``x-api-key``).
+
+Handlers are adapters: check the key, parse, call one service, map the result or the error (the
+admin error table in ``eventface.api.errors``). Services are built on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from typing import Any
+
+from chalice.app import Chalice, ConvertToMiddleware, Request, Response
+
+from eventface import bootstrap
+from eventface.api import encoding
+from eventface.api import requests as parse
+from eventface.api.errors import ADMIN_ERRORS
+from eventface.api.http import handled, json_response
+from eventface.api.openapi import ADMIN_OPENAPI
+from eventface.bootstrap import Services
+from eventface.domain.errors import InvalidInputError, UnauthorizedError
+from eventface.domain.model import Checkpoint, NotificationTexts
+from eventface.observability import logger
+from eventface.services.campaigns import CampaignChanges
+from eventface.services.participants import Registration
+from eventface.settings import from_environ
+
+app = Chalice(app_name="eventface-admin")
+# Tracebacks in responses only on a developer's machine (the handlers map errors themselves).
+app.debug = from_environ().stage == "local"
+app.register_middleware(ConvertToMiddleware(logger.inject_lambda_context(clear_state=True)))
+
+CAMPAIGN_FIELDS = frozenset(
+    {
+        "name",
+        "starts_at",
+        "ends_at",
+        "stamps_required",
+        "reward_text",
+        "notification_texts",
+        "cooldown_seconds",
+    }
+)
+
+
+def services() -> Services:
+    """The process-wide services (built lazily by the composition root; tests replace them)."""
+    return bootstrap.services()
+
+
+def _authorised() -> tuple[Services, str, Request]:
+    """Services, tenant and request once ``x-api-key`` matches the configured key's SHA-256."""
+    request = app.current_request
+    if request is None:  # pragma: no cover - Chalice always sets it inside a route
+        raise RuntimeError("no current request")
+    svc = services()
+    expected = svc.deps.settings.admin_api_key_sha256
+    key = request.headers.get("x-api-key") or ""
+    if not key:
+        raise UnauthorizedError("an API key is required: send it in the x-api-key header")
+    presented = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    if not hmac.compare_digest(presented, expected):
+        raise UnauthorizedError("the API key is not valid: check the x-api-key header")
+    return svc, svc.deps.settings.tenant_id, request
+
+
+def _texts(value: Any) -> NotificationTexts:
+    if not isinstance(value, dict) or set(value) - {"stamp", "complete"}:
+        raise InvalidInputError('notification_texts must be an object with "stamp" and "complete" texts')
+    default = NotificationTexts()
+    return NotificationTexts(
+        stamp=parse.string(value, "stamp", default=default.stamp),
+        completion=parse.string(value, "complete", default=default.completion),
+    )
+
+
+def _optional_int(body: dict[str, Any], name: str) -> int | None:
+    return parse.integer(body, name) if body.get(name) is not None else None
+
+
+# -- campaigns --------------------------------------------------------------------------------
+
+
+@app.route("/v1/campaigns", methods=["POST"])
+@handled(ADMIN_ERRORS)
+def create_campaign() -> Response:
+    svc, tenant, request = _authorised()
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), CAMPAIGN_FIELDS
+    )
+    campaign = svc.create_campaign(
+        tenant,
+        uuid.uuid4().hex,
+        parse.string(body, "name"),
+        parse.timestamp(body, "starts_at"),
+        parse.timestamp(body, "ends_at"),
+        stamps_required=parse.integer(body, "stamps_required"),
+        reward_text=parse.string(body, "reward_text", default=""),
+        texts=_texts(body["notification_texts"]) if body.get("notification_texts") is not None else None,
+        cooldown_seconds=_optional_int(body, "cooldown_seconds"),
+    )
+    logger.info("campaign created", extra={"campaign_id": campaign.campaign_id})
+    return json_response(encoding.campaign(campaign), 201)
+
+
+@app.route("/v1/campaigns", methods=["GET"])
+@handled(ADMIN_ERRORS)
+def list_campaigns() -> Response:
+    svc, tenant, request = _authorised()
+    limit, cursor = parse.page_args(request.query_params)
+    return json_response(encoding.page(svc.list_campaigns(tenant, limit, cursor), encoding.campaign))
+
+
+@app.route("/v1/campaigns/{campaign_id}", methods=["GET"])
+@handled(ADMIN_ERRORS)
+def get_campaign(campaign_id: str) -> Response:
+    svc, tenant, _ = _authorised()
+    return json_response(encoding.campaign(svc.get_campaign(tenant, campaign_id)))
+
+
+@app.route("/v1/campaigns/{campaign_id}", methods=["PATCH"])
+@handled(ADMIN_ERRORS)
+def update_campaign(campaign_id: str) -> Response:
+    svc, tenant, request = _authorised()
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), CAMPAIGN_FIELDS
+    )
+    texts = body.get("notification_texts")
+    if texts is not None and (not isinstance(texts, dict) or set(texts) != {"stamp", "complete"}):
+        raise InvalidInputError('notification_texts replaces both texts: send "stamp" and "complete"')
+    changes = CampaignChanges(
+        name=parse.string(body, "name") if "name" in body else None,
+        starts_at=parse.timestamp(body, "starts_at") if "starts_at" in body else None,
+        ends_at=parse.timestamp(body, "ends_at") if "ends_at" in body else None,
+        stamps_required=_optional_int(body, "stamps_required"),
+        reward_text=parse.string(body, "reward_text") if "reward_text" in body else None,
+        texts=_texts(texts) if texts is not None else None,
+        cooldown_seconds=_optional_int(body, "cooldown_seconds"),
+    )
+    return json_response(encoding.campaign(svc.update_campaign(tenant, campaign_id, changes)))
+
+
+@app.route("/v1/campaigns/{campaign_id}/publish", methods=["POST"])
+@handled(ADMIN_ERRORS)
+def publish_campaign(campaign_id: str) -> Response:
+    svc, tenant, _ = _authorised()
+    return json_response(encoding.campaign(svc.publish_campaign(tenant, campaign_id)))
+
+
+@app.route("/v1/campaigns/{campaign_id}/end", methods=["POST"])
+@handled(ADMIN_ERRORS)
+def end_campaign(campaign_id: str) -> Response:
+    svc, tenant, _ = _authorised()
+    return json_response(encoding.campaign(svc.end_campaign(tenant, campaign_id)))
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+@app.route("/v1/campaigns/{campaign_id}/checkpoints", methods=["POST"])
+@handled(ADMIN_ERRORS)
+def add_checkpoint(campaign_id: str) -> Response:
+    svc, tenant, request = _authorised()
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name", "location"}
+    )
+    name = parse.string(body, "name").strip()
+    if not name:
+        raise InvalidInputError("name is required: how the checkpoint is shown to people")
+    checkpoint = Checkpoint(uuid.uuid4().hex, name, parse.string(body, "location", default=""))
+    campaign = svc.add_checkpoint(tenant, campaign_id, checkpoint)
+    return json_response({**encoding.checkpoint(checkpoint), "campaign": encoding.campaign(campaign)}, 201)
+
+
+@app.route("/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}", methods=["DELETE"])
+@handled(ADMIN_ERRORS)
+def remove_checkpoint(campaign_id: str, checkpoint_id: str) -> Response:
+    svc, tenant, _ = _authorised()
+    return json_response(encoding.campaign(svc.remove_checkpoint(tenant, campaign_id, checkpoint_id)))
+
+
+# -- participants -----------------------------------------------------------------------------
+
+
+@app.route("/v1/campaigns/{campaign_id}/participants", methods=["POST"])
+@handled(ADMIN_ERRORS)
+def register_participant(campaign_id: str) -> Response:
+    svc, tenant, request = _authorised()
+    settings = svc.deps.settings
+    body = parse.json_object(
+        parse.check_size(request.raw_body, settings.max_body_bytes),
+        {"nickname", "consent", "photo", "push_token"},
+    )
+    push_token = body.get("push_token")
+    if push_token is not None and not isinstance(push_token, str):
+        raise InvalidInputError("push_token must be a string, or omitted")
+    participant = svc.register_participant(
+        Registration(
+            tenant_id=tenant,
+            campaign_id=campaign_id,
+            photo=parse.photo(parse.require(body, "photo"), settings.max_photo_bytes),
+            nickname=parse.string(body, "nickname"),
+            consent=body.get("consent") is True,
+            push_endpoint=push_token,
+        )
+    )
+    logger.info(
+        "participant registered",
+        extra={"campaign_id": campaign_id, "participant_id": participant.participant_id},
+    )
+    return json_response(encoding.participant(participant), 201)
+
+
+@app.route("/v1/campaigns/{campaign_id}/participants", methods=["GET"])
+@handled(ADMIN_ERRORS)
+def list_participants(campaign_id: str) -> Response:
+    svc, tenant, request = _authorised()
+    limit, cursor = parse.page_args(request.query_params)
+    page = svc.list_participants(tenant, campaign_id, limit, cursor)
+    return json_response(encoding.page(page, encoding.participant))
+
+
+@app.route("/v1/campaigns/{campaign_id}/participants/{participant_id}", methods=["GET"])
+@handled(ADMIN_ERRORS)
+def get_participant(campaign_id: str, participant_id: str) -> Response:
+    svc, tenant, _ = _authorised()
+    participant, progress = svc.get_progress(tenant, campaign_id, participant_id)
+    return json_response(encoding.participant(participant, progress))
+
+
+@app.route("/v1/campaigns/{campaign_id}/participants/{participant_id}", methods=["DELETE"])
+@handled(ADMIN_ERRORS)
+def erase_participant(campaign_id: str, participant_id: str) -> Response:
+    svc, tenant, _ = _authorised()
+    receipt = svc.erase_participant(tenant, campaign_id, participant_id)
+    logger.info(
+        "participant erased",
+        extra={"campaign_id": campaign_id, "participant_id": participant_id, "verified": receipt.verified},
+    )
+    return json_response(encoding.erasure(receipt))
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+
+@app.route("/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", methods=["POST"])
+@handled(ADMIN_ERRORS)
+def register_device(campaign_id: str, checkpoint_id: str) -> Response:
+    svc, tenant, request = _authorised()
+    body = parse.json_object(parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name"})
+    registration = svc.register_device(
+        tenant, campaign_id, checkpoint_id, parse.string(body, "name", default="")
+    )
+    logger.info("device registered", extra={"device_id": registration.device.device_id})
+    return json_response(encoding.device_registration(registration), 201)
+
+
+@app.route("/v1/devices/{device_id}", methods=["DELETE"])
+@handled(ADMIN_ERRORS)
+def revoke_device(device_id: str) -> Response:
+    svc, tenant, _ = _authorised()
+    return json_response(encoding.device(svc.revoke_device(tenant, device_id)))
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+@app.route("/v1/campaigns/{campaign_id}/history", methods=["GET"])
+@handled(ADMIN_ERRORS)
+def list_history(campaign_id: str) -> Response:
+    svc, tenant, request = _authorised()
+    limit, cursor = parse.page_args(request.query_params)
+    return json_response(encoding.page(svc.list_history(tenant, campaign_id, limit, cursor), encoding.event))
+
+
+# -- service ----------------------------------------------------------------------------------
+
+
+@app.route("/v1/health", methods=["GET"])
+def health() -> dict[str, Any]:
+    return {"status": "ok", "service": app.app_name}
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi() -> dict[str, Any]:
+    return ADMIN_OPENAPI

@@ -1,0 +1,140 @@
+"""JSON shapes of domain objects on the wire (ISO 8601 UTC times; no faces, templates or keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from eventface.domain.model import (
+    Campaign,
+    Checkpoint,
+    Device,
+    ErasureReceipt,
+    Page,
+    Participant,
+    Progress,
+    RecognitionEvent,
+    ScanResult,
+)
+from eventface.services.devices import DeviceRegistration
+
+T = TypeVar("T")
+
+
+def when(value: datetime | None) -> str | None:
+    """ISO 8601 (or None)."""
+    return value.isoformat() if value is not None else None
+
+
+def scan_result(result: ScanResult) -> dict[str, Any]:
+    """What the device shows after a scan."""
+    return {
+        "recognised": result.recognised,
+        "nickname": result.nickname,
+        "new_stamp": result.new_stamp,
+        "already_stamped": result.already_stamped,
+        "stamps": result.stamps,
+        "required": result.required,
+        "completed": result.completed,
+        "reason": result.reason,
+        "message": result.message,
+        "similarity": result.similarity,
+        "threshold": result.threshold,
+        "masked": result.masked,
+        "event_id": result.event_id,
+    }
+
+
+def checkpoint(value: Checkpoint) -> dict[str, Any]:
+    return {"checkpoint_id": value.checkpoint_id, "name": value.name, "location": value.location}
+
+
+def campaign(value: Campaign) -> dict[str, Any]:
+    return {
+        "campaign_id": value.campaign_id,
+        "name": value.name,
+        "status": value.status.value,
+        "starts_at": when(value.starts_at),
+        "ends_at": when(value.ends_at),
+        "checkpoints": [checkpoint(c) for c in value.checkpoints],
+        "stamps_required": value.stamps_required,
+        "reward_text": value.reward_text,
+        "notification_texts": {"stamp": value.texts.stamp, "complete": value.texts.completion},
+        "cooldown_seconds": value.cooldown_seconds,
+        "version": value.version,
+    }
+
+
+def participant(value: Participant, progress: Progress | None = None) -> dict[str, Any]:
+    """A participant; the push token itself is not echoed, only whether there is one."""
+    body: dict[str, Any] = {
+        "participant_id": value.participant_id,
+        "campaign_id": value.campaign_id,
+        "nickname": value.nickname,
+        "consent": {
+            "given": value.consent.given,
+            "at": when(value.consent.at),
+            "text_version": value.consent.text_version,
+        },
+        "created_at": when(value.created_at),
+        "has_push": value.push_endpoint is not None,
+        "template_count": value.template_count,
+    }
+    if progress is not None:
+        body["progress"] = {
+            "stamps": progress.stamps,
+            "checkpoint_ids": sorted(progress.checkpoint_ids),
+            "completed": progress.completed_at is not None,
+            "completed_at": when(progress.completed_at),
+        }
+    return body
+
+
+def device(value: Device) -> dict[str, Any]:
+    return {
+        "device_id": value.device_id,
+        "campaign_id": value.campaign_id,
+        "checkpoint_id": value.checkpoint_id,
+        "name": value.name,
+        "created_at": when(value.created_at),
+        "revoked": value.revoked,
+        "revoked_at": when(value.revoked_at),
+    }
+
+
+def device_registration(value: DeviceRegistration) -> dict[str, Any]:
+    """The new device with its key: the only time the key is ever shown."""
+    return {**device(value.device), "device_key": value.key}
+
+
+def erasure(value: ErasureReceipt) -> dict[str, Any]:
+    return {
+        "participant_id": value.participant_id,
+        "record_deleted": value.record_deleted,
+        "templates_deleted": value.templates_deleted,
+        "stamps_deleted": value.stamps_deleted,
+        "history_deleted": value.history_deleted,
+        "verified": value.verified,
+    }
+
+
+def event(value: RecognitionEvent) -> dict[str, Any]:
+    return {
+        "event_id": value.event_id,
+        "at": when(value.at),
+        "device_id": value.device_id,
+        "checkpoint_id": value.checkpoint_id,
+        "outcome": value.outcome.value,
+        "participant_id": value.participant_id,
+        "similarity": value.similarity,
+        "threshold": value.threshold,
+        "masked": value.masked,
+        "reason": value.reason,
+        "expires_at": when(value.expires_at),
+    }
+
+
+def page(value: Page[T], encode: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    """``{"items": [...], "cursor": "..."|null}``: pass ``cursor`` back for the next page."""
+    return {"items": [encode(item) for item in value.items], "cursor": value.cursor}

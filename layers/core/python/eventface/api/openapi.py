@@ -1,0 +1,515 @@
+"""The OpenAPI 3.1 documents of both apps, written by hand (served at ``/openapi.json``).
+
+The checked-in copies in ``docs/openapi/`` are ``python -m eventface.api.openapi docs/openapi``;
+a test keeps served document, checked-in file and the apps' routes in step.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "Malformed request (the message says what to fix)",
+        401: "Missing, unknown or revoked key",
+        403: "The key does not cover this resource",
+        404: "Not found",
+        409: "Conflicts with the current state",
+        413: "Body or photo over the size limit",
+        415: "Unsupported content type",
+        422: "Image cannot be decoded, holds no usable face, or fails the quality gate",
+        503: "A backing service is unavailable or misconfigured: retry later",
+    }
+    return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_PAGE_PARAMS: Final = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+
+_ERROR: Final = {
+    "type": "object",
+    "required": ["Code", "Message"],
+    "properties": {
+        "Code": {"type": "string"},
+        "Message": {"type": "string"},
+        "Reasons": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+_HEALTH: Final = {
+    "get": {
+        "operationId": "health",
+        "summary": "Liveness check (no authentication)",
+        "security": [],
+        "responses": {"200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "Alive")},
+    }
+}
+
+_OPENAPI_PATH: Final = {
+    "get": {
+        "operationId": "openapi",
+        "summary": "This document",
+        "security": [],
+        "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+    }
+}
+
+_NULLABLE_STRING: Final = {"type": ["string", "null"]}
+_NULLABLE_NUMBER: Final = {"type": ["number", "null"]}
+
+EDGE_OPENAPI: Final[dict[str, Any]] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "eventface edge API",
+        "version": "1.0.0",
+        "description": "Called by checkpoint cameras. Send a photo (Type A) or a template computed on "
+        "the device (Type B); the answer says who was recognised and what was stamped.",
+    },
+    "security": [{"deviceKey": []}],
+    "paths": {
+        "/v1/checkpoints/{checkpoint_id}/scans": {
+            "post": {
+                "operationId": "recordScan",
+                "summary": "Record a scan at a checkpoint (the device must be bound to it)",
+                "parameters": [_path_param("checkpoint_id")],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                        "image/png": {"schema": {"type": "string", "format": "binary"}},
+                        "image/webp": {"schema": {"type": "string", "format": "binary"}},
+                        JSON: {"schema": {"oneOf": [_ref("PhotoScan"), _ref("TemplateScan")]}},
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("ScanResult"), "The scan's outcome (also for unknown faces)"),
+                    **_errors(400, 401, 403, 404, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/v1/health": _HEALTH,
+        "/openapi.json": _OPENAPI_PATH,
+    },
+    "components": {
+        "securitySchemes": {"deviceKey": {"type": "apiKey", "in": "header", "name": "x-device-key"}},
+        "schemas": {
+            "Error": _ERROR,
+            "PhotoScan": {
+                "type": "object",
+                "required": ["photo"],
+                "additionalProperties": False,
+                "properties": {"photo": {"type": "string", "contentEncoding": "base64"}},
+            },
+            "TemplateScan": {
+                "type": "object",
+                "required": ["template", "model_id"],
+                "additionalProperties": False,
+                "properties": {
+                    "template": {
+                        "type": "array",
+                        "items": {"type": "number"},
+                        "minItems": 128,
+                        "maxItems": 128,
+                        "description": "L2-normalised embedding (norm 1 ± 0.001)",
+                    },
+                    "model_id": {"type": "string", "examples": ["sface-2021dec"]},
+                    "masked": {"type": "boolean", "default": False},
+                },
+            },
+            "ScanResult": {
+                "type": "object",
+                "properties": {
+                    "recognised": {"type": "boolean"},
+                    "nickname": _NULLABLE_STRING,
+                    "new_stamp": {"type": "boolean"},
+                    "already_stamped": {"type": "boolean"},
+                    "stamps": {"type": "integer"},
+                    "required": {"type": "integer"},
+                    "completed": {"type": "boolean"},
+                    "reason": _NULLABLE_STRING,
+                    "message": _NULLABLE_STRING,
+                    "similarity": _NULLABLE_NUMBER,
+                    "threshold": _NULLABLE_NUMBER,
+                    "masked": {"type": ["boolean", "null"]},
+                    "event_id": _NULLABLE_STRING,
+                },
+            },
+        },
+    },
+}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    ok: str,
+    schema: dict[str, Any],
+    errors: tuple[int, ...],
+    *,
+    params: tuple[str, ...] = (),
+    body: dict[str, Any] | None = None,
+    paged: bool = False,
+    status: int = 200,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": op_id, "summary": summary}
+    parameters = [_path_param(p) for p in params] + (list(_PAGE_PARAMS) if paged else [])
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    operation["responses"] = {str(status): _json(schema, ok), **_errors(401, *errors, 503)}
+    return operation
+
+
+def _page_of(name: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": _ref(name)}, "cursor": _NULLABLE_STRING},
+    }
+
+
+_TEXTS: Final = {
+    "type": "object",
+    "properties": {"stamp": {"type": "string"}, "complete": {"type": "string"}},
+    "additionalProperties": False,
+}
+_CAMPAIGN_FIELDS: Final = {
+    "name": {"type": "string"},
+    "starts_at": {"type": "string", "format": "date-time"},
+    "ends_at": {"type": "string", "format": "date-time"},
+    "stamps_required": {"type": "integer", "minimum": 1},
+    "reward_text": {"type": "string"},
+    "notification_texts": _TEXTS,
+    "cooldown_seconds": {"type": "integer", "minimum": 0},
+}
+_C = ("campaign_id",)
+
+ADMIN_OPENAPI: Final[dict[str, Any]] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "eventface admin API",
+        "version": "1.0.0",
+        "description": "For marketers and operators: campaigns, checkpoints, participants, devices "
+        "and scan history of one tenant.",
+    },
+    "security": [{"apiKey": []}],
+    "paths": {
+        "/v1/campaigns": {
+            "post": _op(
+                "createCampaign",
+                "Create a draft campaign",
+                "Created",
+                _ref("Campaign"),
+                (400, 413),
+                body=_ref("CampaignCreate"),
+                status=201,
+            ),
+            "get": _op("listCampaigns", "List campaigns", "A page", _page_of("Campaign"), (400,), paged=True),
+        },
+        "/v1/campaigns/{campaign_id}": {
+            "get": _op("getCampaign", "Read a campaign", "The campaign", _ref("Campaign"), (404,), params=_C),
+            "patch": _op(
+                "updateCampaign",
+                "Change a campaign (status rules apply)",
+                "Updated",
+                _ref("Campaign"),
+                (400, 404, 409, 413),
+                params=_C,
+                body=_ref("CampaignChanges"),
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/publish": {
+            "post": _op(
+                "publishCampaign", "Draft → live", "Published", _ref("Campaign"), (404, 409), params=_C
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/end": {
+            "post": _op(
+                "endCampaign", "Draft or live → ended", "Ended", _ref("Campaign"), (404, 409), params=_C
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/checkpoints": {
+            "post": _op(
+                "addCheckpoint",
+                "Add a checkpoint",
+                "Created",
+                _ref("CheckpointCreated"),
+                (400, 404, 409, 413),
+                params=_C,
+                status=201,
+                body={
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {"name": {"type": "string"}, "location": {"type": "string"}},
+                },
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}": {
+            "delete": _op(
+                "removeCheckpoint",
+                "Remove a checkpoint (drafts only)",
+                "The campaign",
+                _ref("Campaign"),
+                (400, 404, 409),
+                params=(*_C, "checkpoint_id"),
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices": {
+            "post": _op(
+                "registerDevice",
+                "Register a camera; its key is shown once",
+                "Created",
+                _ref("DeviceRegistration"),
+                (400, 404, 413),
+                params=(*_C, "checkpoint_id"),
+                status=201,
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"name": {"type": "string"}},
+                },
+            ),
+        },
+        "/v1/devices/{device_id}": {
+            "delete": _op(
+                "revokeDevice",
+                "Revoke a device's key",
+                "Revoked",
+                _ref("Device"),
+                (404,),
+                params=("device_id",),
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/participants": {
+            "post": _op(
+                "registerParticipant",
+                "Register a participant's face (consent required)",
+                "Registered",
+                _ref("Participant"),
+                (400, 404, 409, 413, 422),
+                params=_C,
+                body=_ref("ParticipantRegistration"),
+                status=201,
+            ),
+            "get": _op(
+                "listParticipants",
+                "List participants",
+                "A page",
+                _page_of("Participant"),
+                (400, 404),
+                params=_C,
+                paged=True,
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/participants/{participant_id}": {
+            "get": _op(
+                "getParticipant",
+                "A participant with progress",
+                "The participant",
+                _ref("Participant"),
+                (404,),
+                params=(*_C, "participant_id"),
+            ),
+            "delete": _op(
+                "eraseParticipant",
+                "Erase a participant completely",
+                "Erasure receipt",
+                _ref("ErasureReceipt"),
+                (404,),
+                params=(*_C, "participant_id"),
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/history": {
+            "get": _op(
+                "listHistory",
+                "Scan history, newest first",
+                "A page",
+                _page_of("Event"),
+                (400, 404),
+                params=_C,
+                paged=True,
+            ),
+        },
+        "/v1/health": _HEALTH,
+        "/openapi.json": _OPENAPI_PATH,
+    },
+    "components": {
+        "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+        "schemas": {
+            "Error": _ERROR,
+            "CampaignCreate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "starts_at", "ends_at", "stamps_required"],
+                "properties": _CAMPAIGN_FIELDS,
+            },
+            "CampaignChanges": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    **_CAMPAIGN_FIELDS,
+                    "notification_texts": {**_TEXTS, "required": ["stamp", "complete"]},
+                },
+            },
+            "Checkpoint": {
+                "type": "object",
+                "properties": {
+                    "checkpoint_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "location": {"type": "string"},
+                },
+            },
+            "CheckpointCreated": {
+                "allOf": [
+                    _ref("Checkpoint"),
+                    {"type": "object", "properties": {"campaign": _ref("Campaign")}},
+                ],
+            },
+            "Campaign": {
+                "type": "object",
+                "properties": {
+                    "campaign_id": {"type": "string"},
+                    "status": {"enum": ["draft", "live", "ended"]},
+                    **_CAMPAIGN_FIELDS,
+                    "checkpoints": {"type": "array", "items": _ref("Checkpoint")},
+                    "version": {"type": "integer"},
+                },
+            },
+            "ParticipantRegistration": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["nickname", "consent", "photo"],
+                "properties": {
+                    "nickname": {"type": "string", "maxLength": 40},
+                    "consent": {"const": True},
+                    "photo": {"type": "string", "contentEncoding": "base64"},
+                    "push_token": {"type": "string"},
+                },
+            },
+            "Participant": {
+                "type": "object",
+                "properties": {
+                    "participant_id": {"type": "string"},
+                    "campaign_id": {"type": "string"},
+                    "nickname": {"type": "string"},
+                    "consent": {"type": "object"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "has_push": {"type": "boolean"},
+                    "template_count": {"type": "integer"},
+                    "progress": {
+                        "type": "object",
+                        "description": "Only when reading one participant",
+                        "properties": {
+                            "stamps": {"type": "integer"},
+                            "checkpoint_ids": {"type": "array", "items": {"type": "string"}},
+                            "completed": {"type": "boolean"},
+                            "completed_at": _NULLABLE_STRING,
+                        },
+                    },
+                },
+            },
+            "ErasureReceipt": {
+                "type": "object",
+                "properties": {
+                    "participant_id": {"type": "string"},
+                    "record_deleted": {"type": "boolean"},
+                    "templates_deleted": {"type": "boolean"},
+                    "stamps_deleted": {"type": "integer"},
+                    "history_deleted": {"type": "integer"},
+                    "verified": {"type": "boolean"},
+                },
+            },
+            "Device": {
+                "type": "object",
+                "properties": {
+                    "device_id": {"type": "string"},
+                    "campaign_id": {"type": "string"},
+                    "checkpoint_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "revoked": {"type": "boolean"},
+                    "revoked_at": _NULLABLE_STRING,
+                },
+            },
+            "DeviceRegistration": {
+                "allOf": [
+                    _ref("Device"),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "device_key": {
+                                "type": "string",
+                                "description": "Shown once; store it on the device",
+                            }
+                        },
+                    },
+                ],
+            },
+            "Event": {
+                "type": "object",
+                "properties": {
+                    "event_id": {"type": "string"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "device_id": {"type": "string"},
+                    "checkpoint_id": {"type": "string"},
+                    "outcome": {
+                        "enum": ["stamped", "already_stamped", "cooldown", "unknown", "no_face", "refused"]
+                    },
+                    "participant_id": _NULLABLE_STRING,
+                    "similarity": _NULLABLE_NUMBER,
+                    "threshold": _NULLABLE_NUMBER,
+                    "masked": {"type": ["boolean", "null"]},
+                    "reason": _NULLABLE_STRING,
+                    "expires_at": _NULLABLE_STRING,
+                },
+            },
+        },
+    },
+}
+
+DOCUMENTS: Final = {"edge.json": EDGE_OPENAPI, "admin.json": ADMIN_OPENAPI}
+
+
+def dump(document: dict[str, Any]) -> str:
+    """The canonical text of a document (as checked in)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Write the documents into the directory ``argv[0]`` (``docs/openapi``)."""
+    target = Path(argv[0] if argv else "docs/openapi")
+    target.mkdir(parents=True, exist_ok=True)
+    for name, document in DOCUMENTS.items():
+        (target / name).write_text(dump(document), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,187 @@
+"""Request parsing with limits: JSON objects, base64 photos, device templates, dates, pages.
+
+Everything raises ``InvalidInputError`` (400), ``PayloadTooLargeError`` (413) or
+``UnsupportedMediaTypeError`` (415) with a message that says what to send instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from eventface.api.errors import UnsupportedMediaTypeError
+from eventface.domain.errors import InvalidInputError, PayloadTooLargeError
+from eventface.domain.model import Probe
+
+#: Length of a device-computed template (SFace embeddings have 128 dimensions).
+TEMPLATE_DIM: Final = 128
+#: How far from 1 a template's L2 norm may be (float32 rounding on the device).
+NORM_TOLERANCE: Final = 1e-3
+IMAGE_TYPES: Final = ("image/jpeg", "image/png", "image/webp")
+JSON_TYPE: Final = "application/json"
+MAX_MODEL_ID: Final = 64
+
+
+def media_type(content_type: str | None) -> str:
+    """``image/jpeg`` from ``image/jpeg; charset=x`` (lower case); JSON when absent."""
+    if not content_type:
+        return JSON_TYPE
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def check_size(body: bytes | str, limit: int, what: str = "request body") -> bytes:
+    """Return ``body`` (as bytes) if it is at most ``limit`` bytes, else raise PayloadTooLargeError."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"the {what} is {len(body)} bytes, over the limit of {limit}: send less")
+    return body
+
+
+def json_object(body: bytes, allowed: Collection[str] | None = None) -> dict[str, Any]:
+    """Parse a JSON object; with ``allowed``, unknown fields are refused (typos do not pass)."""
+    if not body:
+        raise InvalidInputError("the request body is empty: send a JSON object")
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInputError("the request body is not valid JSON: send a JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    if allowed is not None:
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise InvalidInputError(f"unknown field(s) {unknown}: allowed fields are {sorted(allowed)}")
+    return value
+
+
+def require(body: Mapping[str, Any], name: str) -> Any:
+    """The value of a required field."""
+    if name not in body or body[name] is None:
+        raise InvalidInputError(f"{name} is required")
+    return body[name]
+
+
+def string(body: Mapping[str, Any], name: str, *, default: str | None = None) -> str:
+    """A string field (required unless ``default`` is given)."""
+    value = body.get(name, default)
+    if value is None:
+        raise InvalidInputError(f"{name} is required and must be a string")
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a string")
+    return value
+
+
+def integer(body: Mapping[str, Any], name: str, *, default: int | None = None) -> int:
+    """An integer field (booleans and floats refused)."""
+    value = body.get(name, default)
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an integer")
+    return value
+
+
+def boolean(body: Mapping[str, Any], name: str, *, default: bool | None = None) -> bool:
+    """A boolean field (``true``/``false`` only)."""
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be true or false")
+    return value
+
+
+def timestamp(body: Mapping[str, Any], name: str) -> datetime:
+    """An ISO 8601 date-time with a timezone (``2026-05-01T09:00:00+09:00`` or ``...Z``)."""
+    raw = string(body, name)
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"{name} {raw!r} is not an ISO 8601 date-time: use e.g. 2026-05-01T09:00:00+09:00"
+        ) from None
+    if value.tzinfo is None:
+        raise InvalidInputError(f"{name} must include a timezone (e.g. 2026-05-01T09:00:00Z)")
+    return value
+
+
+def photo(value: Any, limit: int, name: str = "photo") -> bytes:
+    """Decode a base64 photo (standard alphabet, padding required) of at most ``limit`` bytes."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{name} must be a non-empty base64 string of a JPEG, PNG or WebP image")
+    # 4 base64 characters carry 3 bytes: refuse an oversized photo before decoding it.
+    if len(value) // 4 * 3 > limit + 3:
+        raise PayloadTooLargeError(f"the {name} is over the limit of {limit} bytes: send a smaller image")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(f"{name} is not valid base64: encode the image bytes with base64") from None
+    if not data:
+        raise InvalidInputError(f"{name} is empty: send the image bytes, base64-encoded")
+    return check_size(data, limit, name)
+
+
+def template(body: Mapping[str, Any]) -> Probe:
+    """A Type B probe: ``template`` (128 finite floats, L2-normalised), ``model_id``, ``masked``."""
+    vector = body.get("template")
+    if not isinstance(vector, list) or len(vector) != TEMPLATE_DIM:
+        got = f"{len(vector)} values" if isinstance(vector, list) else type(vector).__name__
+        raise InvalidInputError(f"template must be a list of {TEMPLATE_DIM} numbers, got {got}")
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in vector):
+        raise InvalidInputError("template must contain only numbers")
+    values = tuple(float(v) for v in vector)
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidInputError("template contains NaN or infinity: send the embedding as computed")
+    norm = math.sqrt(sum(v * v for v in values))
+    if abs(norm - 1.0) > NORM_TOLERANCE:
+        raise InvalidInputError(
+            f"template is not L2-normalised (norm {norm:.4f}): divide the embedding by its length"
+        )
+    model_id = body.get("model_id")
+    if not isinstance(model_id, str) or not 0 < len(model_id) <= MAX_MODEL_ID:
+        raise InvalidInputError("model_id is required with a template: the id of the model that made it")
+    return Probe(vector=values, model_id=model_id, masked=boolean(body, "masked", default=False))
+
+
+def scan_input(
+    content_type: str | None, body: bytes | str, limits: tuple[int, int]
+) -> tuple[bytes | None, Probe | None]:
+    """The photo or the template of a scan body: raw image bytes, or JSON ``photo``/``template``.
+
+    ``limits`` is ``(max_body_bytes, max_photo_bytes)``.
+    """
+    max_body, max_photo = limits
+    kind = media_type(content_type)
+    if kind in IMAGE_TYPES:
+        if not body:
+            raise InvalidInputError("the body is empty: send the image bytes")
+        return check_size(body, max_photo, "photo"), None
+    if kind != JSON_TYPE:
+        raise UnsupportedMediaTypeError(
+            f"unsupported content type {kind!r}: send {', '.join(IMAGE_TYPES)} or {JSON_TYPE}"
+        )
+    data = json_object(check_size(body, max_body), {"photo", "template", "model_id", "masked"})
+    has_photo, has_template = "photo" in data, "template" in data
+    if has_photo == has_template:
+        raise InvalidInputError(
+            'send either "photo" (base64) or "template" (128 floats), not both or neither'
+        )
+    if has_photo:
+        return photo(data["photo"], max_photo), None
+    return None, template(data)
+
+
+def page_args(query: Mapping[str, str] | None, default_limit: int = 50) -> tuple[int, str | None]:
+    """``limit`` and ``cursor`` from a query string (the services check the limit's range)."""
+    query = query or {}
+    raw = query.get("limit")
+    if raw is None or raw == "":
+        limit = default_limit
+    else:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise InvalidInputError(f"limit {raw!r} is not an integer") from None
+    return limit, query.get("cursor") or None

@@ -1,0 +1,422 @@
+"""The edge API (functions/edge_api) through the Chalice test client: every route, every error.
+
+Services come from the composition root with the in-memory fakes; one test runs the full scan
+flow on the real DynamoDB adapters against moto in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import math
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from eventface import bootstrap as bootstrap_module
+from eventface.adapters.memory import (
+    FixedClock,
+    InMemoryCampaignRepository,
+    InMemoryCooldownLock,
+    InMemoryDeviceRegistry,
+    InMemoryFaceAnalyzer,
+    InMemoryGallery,
+    InMemoryHistoryLog,
+    InMemoryNotificationQueue,
+    InMemoryParticipantRepository,
+    InMemoryStampBook,
+    unit_vector,
+)
+from eventface.api import openapi
+from eventface.bootstrap import Services, bootstrap
+from eventface.domain.errors import DependencyError, InvalidInputError
+from eventface.domain.model import Checkpoint, Device, Probe, hash_key
+from eventface.services.participants import Registration
+from eventface.settings import Settings
+from face_engine.errors import ImageDecodeError, ModelLoadError
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ROOT / "functions" / "edge_api"
+NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+MODEL = "sface-2021dec"
+ANN_PHOTO = b"\xff\xd8ann-face-jpeg"
+ANN = unit_vector(1.0, *([0.0] * 127))
+STRANGER = unit_vector(0.0, 1.0, *([0.0] * 126))
+LIMITS = {"EVENTFACE_MAX_PHOTO_BYTES": "2048", "EVENTFACE_MAX_BODY_BYTES": "4096"}
+
+
+def load_app(project: Path, name: str) -> ModuleType:
+    """Import a Chalice project's app.py under a unique module name (both apps are ``app.py``)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, project / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+edge = load_app(PROJECT, "eventface_edge_app")
+
+
+@dataclass
+class World:
+    """A live two-checkpoint campaign with Ann registered and a device at the gate."""
+
+    services: Services
+    client: Client
+    key: str
+    device_id: str
+    faces: InMemoryFaceAnalyzer
+
+    def scan(
+        self,
+        body: bytes | dict[str, Any],
+        content_type: str = "application/json",
+        checkpoint: str = "gate",
+        key: str | None = None,
+    ) -> Any:
+        headers = {"content-type": content_type}
+        if key is not None or self.key:
+            headers["x-device-key"] = self.key if key is None else key
+        raw = json.dumps(body).encode() if isinstance(body, dict) else body
+        return self.client.http.post(f"/v1/checkpoints/{checkpoint}/scans", headers=headers, body=raw)
+
+
+def seed(services: Services, faces: InMemoryFaceAnalyzer) -> tuple[str, str]:
+    """Create, publish, register Ann and a gate device through the services; return key, id."""
+    services.create_campaign(
+        "default",
+        "rally",
+        "Rally",
+        NOW - timedelta(hours=1),
+        NOW + timedelta(hours=8),
+        checkpoints=(Checkpoint("gate", "Gate"), Checkpoint("hall", "Hall")),
+        stamps_required=2,
+    )
+    services.publish_campaign("default", "rally")
+    faces.faces[ANN_PHOTO] = ANN
+    services.register_participant(Registration("default", "rally", ANN_PHOTO, "Ann", consent=True))
+    registration = services.register_device("default", "rally", "gate", "gate cam")
+    return registration.key, registration.device.device_id
+
+
+@pytest.fixture
+def make_world(monkeypatch: pytest.MonkeyPatch) -> Callable[..., World]:
+    def make(probe_error: Exception | None = None, **settings: str) -> World:
+        # given
+        faces = RaisingAnalyzer(probe_error) if probe_error else InMemoryFaceAnalyzer(model_id=MODEL)
+        services = bootstrap(
+            Settings({**LIMITS, **settings}),
+            campaigns=InMemoryCampaignRepository(),
+            participants=InMemoryParticipantRepository(),
+            stamps=InMemoryStampBook(),
+            history=InMemoryHistoryLog(),
+            devices=InMemoryDeviceRegistry(),
+            gallery=InMemoryGallery(model_id=MODEL),
+            queue=InMemoryNotificationQueue(),
+            cooldown=InMemoryCooldownLock(),
+            faces=faces,
+            clock=FixedClock(NOW),
+        )
+        key, device_id = seed(services, faces)
+        monkeypatch.setattr(bootstrap_module, "services", lambda: services)
+        client = Client(edge.app, stage_name="local", project_dir=str(PROJECT))
+        return World(services, client, key, device_id, faces)
+
+    return make
+
+
+@pytest.fixture
+def world(make_world: Callable[..., World]) -> World:
+    return make_world()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def template_body(vector: tuple[float, ...] = ANN, **extra: Any) -> dict[str, Any]:
+    return {"template": list(vector), "model_id": MODEL, "masked": False, **extra}
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/webp"])
+def test_edge_scan_raw_image_stamps_recognised_participant(world, content_type):
+    # when
+    response = world.scan(ANN_PHOTO, content_type)
+    # then
+    assert response.status_code == 200
+    body = response.json_body
+    assert body["recognised"] is True and body["nickname"] == "Ann"
+    assert body["new_stamp"] is True and body["stamps"] == 1 and body["required"] == 2
+    assert set(body) >= {
+        "already_stamped",
+        "completed",
+        "reason",
+        "message",
+        "similarity",
+        "threshold",
+        "masked",
+    }
+
+
+def test_edge_scan_json_photo_stamps_and_repeat_is_already_stamped(world):
+    # when
+    first = world.scan({"photo": b64(ANN_PHOTO)})
+    world.services.deps.clock.advance(60)  # past the cooldown
+    second = world.scan({"photo": b64(ANN_PHOTO)})
+    # then
+    assert first.status_code == 200 and first.json_body["new_stamp"] is True
+    assert second.status_code == 200
+    assert second.json_body["already_stamped"] is True and second.json_body["new_stamp"] is False
+
+
+def test_edge_scan_template_type_b_recognises(world):
+    # when
+    response = world.scan(template_body(masked=True))
+    # then
+    assert response.status_code == 200
+    assert response.json_body["recognised"] is True and response.json_body["masked"] is True
+
+
+def test_edge_scan_unknown_face_is_answer_not_error(world):
+    # when
+    response = world.scan(template_body(STRANGER))
+    # then
+    assert response.status_code == 200
+    assert response.json_body["recognised"] is False and response.json_body["reason"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("", id="missing"),
+        pytest.param("not-a-key", id="unknown"),
+        pytest.param("revoked", id="revoked"),
+    ],
+)
+def test_edge_scan_bad_device_key_is_401(world, key):
+    # given
+    if key == "revoked":
+        world.services.revoke_device("default", world.device_id)
+        key = world.key
+    # when
+    response = world.scan(ANN_PHOTO, "image/jpeg", key=key)
+    # then
+    assert response.status_code == 401
+    assert response.json_body["Code"] == "UnauthorizedError" and response.json_body["Message"]
+
+
+def test_edge_scan_other_checkpoint_is_403(world):
+    # when
+    response = world.scan(ANN_PHOTO, "image/jpeg", checkpoint="hall")
+    # then
+    assert response.status_code == 403 and response.json_body["Code"] == "ForbiddenError"
+
+
+def test_edge_scan_campaign_gone_is_404(world):
+    # given: a device whose campaign no longer exists
+    world.services.deps.devices.add(
+        Device("default", "d-orphan", "gone", "nowhere", "orphan", hash_key("orphan-key"), NOW)
+    )
+    # when
+    response = world.scan(ANN_PHOTO, "image/jpeg", checkpoint="nowhere", key="orphan-key")
+    # then
+    assert response.status_code == 404 and response.json_body["Code"] == "NotFoundError"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(b"{not json", "not valid JSON", id="bad-json"),
+        pytest.param(b"[1, 2]", "JSON object", id="not-object"),
+        pytest.param({"photo": "***"}, "base64", id="bad-base64"),
+        pytest.param({}, "either", id="neither"),
+        pytest.param({"photo": b64(ANN_PHOTO), **template_body()}, "either", id="both"),
+        pytest.param({"template": [0.1] * 5, "model_id": MODEL}, "128", id="short-template"),
+        pytest.param({"template": [math.nan] * 128, "model_id": MODEL}, "NaN", id="nan"),
+        pytest.param({"template": [1.0] * 128, "model_id": MODEL}, "normalised", id="not-normalised"),
+        pytest.param({"template": list(ANN)}, "model_id", id="no-model"),
+        pytest.param({"template": ["x"] * 128, "model_id": MODEL}, "numbers", id="strings"),
+        pytest.param({"photo": b64(ANN_PHOTO), "extra": 1}, "unknown field", id="unknown-field"),
+        pytest.param(template_body(model_id="other-model"), "model", id="other-model"),
+    ],
+)
+def test_edge_scan_malformed_body_is_400(world, body, message):
+    # when
+    response = world.scan(body)
+    # then
+    assert response.status_code == 400
+    assert response.json_body["Code"] == "InvalidInputError"
+    assert message in response.json_body["Message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b"\xff" * 3000, "image/jpeg", id="raw-photo"),
+        pytest.param({"photo": b64(b"\xff" * 2500)}, "application/json", id="json-photo"),
+        pytest.param(b'{"photo": "' + b"A" * 5000 + b'"}', "application/json", id="body"),
+    ],
+)
+def test_edge_scan_over_size_limit_is_413(world, body, content_type):
+    # when
+    response = world.scan(body, content_type)
+    # then
+    assert response.status_code == 413 and response.json_body["Code"] == "PayloadTooLargeError"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "image/gif", "application/xml"])
+def test_edge_scan_unsupported_content_type_is_415(world, content_type):
+    # when
+    response = world.scan(b"hello", content_type)
+    # then
+    assert response.status_code == 415 and response.json_body["Code"] == "UnsupportedMediaType"
+
+
+@dataclass
+class RaisingAnalyzer(InMemoryFaceAnalyzer):
+    """Enrols like the fake, but every probe fails the way the engine or its adapter does."""
+
+    error: Exception = field(default_factory=lambda: RuntimeError("unset"))
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(model_id=MODEL)
+        self.error = error
+
+    def probe(self, photo: bytes) -> Probe:
+        raise self.error
+
+
+def _adapter_style_decode_error() -> Exception:
+    try:
+        raise ImageDecodeError("cannot decode")
+    except ImageDecodeError as exc:
+        try:
+            raise InvalidInputError("the photo cannot be read: send a JPEG") from exc
+        except InvalidInputError as wrapped:
+            return wrapped
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        pytest.param(ImageDecodeError("truncated"), 422, "ImageDecodeError", id="engine-decode"),
+        pytest.param(_adapter_style_decode_error(), 422, "ImageDecodeError", id="adapter-decode"),
+        pytest.param(ModelLoadError("/opt/models/x.onnx missing"), 503, "ModelLoadError", id="model"),
+        pytest.param(DependencyError("table unavailable"), 503, "DependencyError", id="dependency"),
+        pytest.param(RuntimeError("secret internals"), 500, "InternalServerError", id="unexpected"),
+    ],
+)
+def test_edge_scan_face_engine_and_unexpected_errors_are_mapped(make_world, error, status, code):
+    # given
+    world = make_world(probe_error=error)
+    # when
+    response = world.scan(b"\xff\xd8garbage", "image/jpeg")
+    # then
+    assert response.status_code == status and response.json_body["Code"] == code
+    assert (
+        "secret" not in response.json_body["Message"] and "/opt/models" not in response.json_body["Message"]
+    )
+    assert "Traceback" not in response.body.decode()
+
+
+def test_edge_health_needs_no_key(world):
+    # when
+    response = world.client.http.get("/v1/health")
+    # then
+    assert response.status_code == 200 and response.json_body["status"] == "ok"
+
+
+def test_edge_openapi_matches_checked_in_file_and_routes(world):
+    # given
+    checked_in = json.loads((ROOT / "docs" / "openapi" / "edge.json").read_text())
+    # when
+    response = world.client.http.get("/openapi.json")
+    # then
+    assert response.status_code == 200 and response.json_body == checked_in
+    assert openapi.dump(openapi.EDGE_OPENAPI) == (ROOT / "docs" / "openapi" / "edge.json").read_text()
+    routes = {(path, method.lower()) for path, entries in edge.app.routes.items() for method in entries}
+    documented = {(path, method) for path, item in checked_in["paths"].items() for method in item}
+    assert routes == documented
+
+
+def test_edge_scan_does_not_log_keys_or_images(world, caplog):
+    # when
+    with caplog.at_level("DEBUG"):
+        world.scan({"photo": b64(ANN_PHOTO)})
+    # then
+    text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    assert "scan recorded" in text
+    assert world.key not in text and b64(ANN_PHOTO) not in text
+
+
+# -- real DynamoDB adapters on moto ------------------------------------------------------------
+
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_MAX_ATTEMPTS": "1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+
+
+@pytest.fixture
+def dynamo_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+    """Services on the real DynamoDB adapters (moto in-process); gallery, queue and faces faked."""
+    from moto import mock_aws
+
+    from eventface import aws
+    from eventface.adapters.dynamo_models import create_tables
+
+    for name, value in AWS_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    aws.client.cache_clear()
+    try:
+        with mock_aws():
+            prefix = f"t{uuid.uuid4().hex[:12]}"
+            create_tables(prefix, wait=False)
+            yield bootstrap(
+                Settings({**LIMITS, "EVENTFACE_TABLE_PREFIX": prefix}),
+                gallery=InMemoryGallery(model_id=MODEL),
+                queue=InMemoryNotificationQueue(),
+                faces=InMemoryFaceAnalyzer(model_id=MODEL),
+                clock=FixedClock(NOW),
+            )
+    finally:
+        aws.client.cache_clear()
+
+
+def test_edge_scan_flow_on_dynamo_stamps_then_already_stamped(dynamo_services, monkeypatch):
+    # given
+    faces = dynamo_services.deps.faces
+    assert isinstance(faces, InMemoryFaceAnalyzer)
+    key, _ = seed(dynamo_services, faces)
+    monkeypatch.setattr(bootstrap_module, "services", lambda: dynamo_services)
+    client = Client(edge.app, stage_name="local", project_dir=str(PROJECT))
+    headers = {"x-device-key": key, "content-type": "image/jpeg"}
+    # when
+    first = client.http.post("/v1/checkpoints/gate/scans", headers=headers, body=ANN_PHOTO)
+    dynamo_services.deps.clock.advance(60)
+    second = client.http.post("/v1/checkpoints/gate/scans", headers=headers, body=ANN_PHOTO)
+    # then
+    assert first.status_code == 200, first.body
+    assert first.json_body["new_stamp"] is True and first.json_body["stamps"] == 1
+    assert second.json_body["already_stamped"] is True and second.json_body["stamps"] == 1
+    assert len(dynamo_services.deps.queue.jobs) == 1
