@@ -20,6 +20,16 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+.PHONY: up demo
+
+# The whole platform on this machine (moto + both Chalice apps + event pump) until Ctrl-C.
+up: $(STAMP)
+	$(BIN)/python -m eventface.local
+
+# A complete stamp rally on a fresh local stack with real photos (PHOTOS=DIR for your own).
+demo: $(STAMP)
+	PHOTOS="$(PHOTOS)" $(BIN)/python -m eventface.demo.run
+
 models: $(STAMP)
 	$(BIN)/eventface models prepare
 

@@ -6,16 +6,14 @@ The environment is set before any client exists, so botocore finds the server th
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from eventface import aws
+from eventface.local.moto_patches import serialise_moto_requests
 
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -31,29 +29,6 @@ ENVIRONMENT = {
 }
 
 
-def _serialise_object_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's object requests atomic, as S3's are.
-
-    moto 5.2 has two races on its threaded server, both reproduced with 8 threads doing GET +
-    PUT If-Match on one key: it checks If-Match and then stores with no lock in between (two
-    writers pass the check and one update is lost: 475 of 480 increments survived), and
-    overwriting a key closes the old value's buffer while another thread may still be reading it
-    (GET answers 500 "I/O operation on closed file"). Both are emulator gaps, not the protocol
-    under test, so object requests are handled one at a time inside the server.
-    """
-    from moto.s3.responses import S3Response
-
-    original = S3Response.key_response
-    lock = threading.Lock()
-
-    @functools.wraps(original)
-    def key_response(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(S3Response, "key_response", key_response)
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """URL of a moto server on 127.0.0.1 (random free port), exported as ``AWS_ENDPOINT_URL``."""
@@ -66,7 +41,8 @@ def moto_endpoint() -> Iterator[str]:
         patch.delenv(name, raising=False)
     # verbose=False does not silence werkzeug's per-request log lines.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    _serialise_object_requests(patch)
+    # moto checks conditional writes without a lock: the same serialisation as the local stack.
+    serialise_moto_requests()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -1,0 +1,117 @@
+"""A small HTTP client of the local stack, as an operator's console and a checkpoint camera use it.
+
+Standard library only (urllib). The demo and the end-to-end tests share it; every call returns the
+status and the decoded JSON body, and :class:`UnexpectedAnswerError` says which request got what.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Final
+
+from eventface import aws
+
+TIMEOUT_SECONDS: Final = 60
+
+
+class UnexpectedAnswerError(RuntimeError):
+    """A request got an answer the caller did not expect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer: status and JSON body (``{}`` when there is none)."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def request(method: str, url: str, *, headers: dict[str, str], data: bytes | None = None) -> Answer:
+    """One HTTP request; 4xx and 5xx are answers too (never exceptions)."""
+    call = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(call, timeout=TIMEOUT_SECONDS) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        body = {"raw": raw[:200].decode("utf-8", "replace")}
+    return Answer(status, body if isinstance(body, dict) else {"items": body})
+
+
+def expect(answer: Answer, *statuses: int, what: str) -> dict[str, Any]:
+    """The body of ``answer`` if its status is one of ``statuses``; else UnexpectedAnswerError."""
+    if answer.status not in statuses:
+        raise UnexpectedAnswerError(
+            f"{what}: expected HTTP {'/'.join(map(str, statuses))}, got {answer.status} {answer.body}"
+        )
+    return answer.body
+
+
+class AdminClient:
+    """The admin API with its key (``x-api-key``)."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self._base = base_url.rstrip("/")
+        self._key = api_key
+
+    def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Answer:
+        headers = {"x-api-key": self._key, "accept": "application/json"}
+        data = None
+        if payload is not None:
+            headers["content-type"] = "application/json"
+            data = json.dumps(payload).encode()
+        return request(method, f"{self._base}{path}", headers=headers, data=data)
+
+    def register(
+        self, campaign_id: str, nickname: str, photo: bytes, push_token: str | None = None
+    ) -> Answer:
+        """POST a participant with consent and a base64 photo (201, or 422 FaceQualityError)."""
+        payload: dict[str, Any] = {
+            "nickname": nickname,
+            "consent": True,
+            "photo": base64.b64encode(photo).decode(),
+        }
+        if push_token is not None:
+            payload["push_token"] = push_token
+        return self.call("POST", f"/v1/campaigns/{campaign_id}/participants", payload)
+
+
+class Camera:
+    """A checkpoint camera: the edge API with its device key, sending raw JPEG frames."""
+
+    def __init__(self, base_url: str, device_key: str, checkpoint_id: str) -> None:
+        self._base = base_url.rstrip("/")
+        self._key = device_key
+        self.checkpoint_id = checkpoint_id
+
+    def scan(self, jpeg: bytes) -> Answer:
+        return request(
+            "POST",
+            f"{self._base}/v1/checkpoints/{self.checkpoint_id}/scans",
+            headers={"x-device-key": self._key, "content-type": "image/jpeg", "accept": "application/json"},
+            data=jpeg,
+        )
+
+
+def read_jobs(queue_url: str, *, hide_seconds: int = 60) -> list[dict[str, Any]]:
+    """Every notification job waiting on ``queue_url`` (hidden for ``hide_seconds``, not deleted).
+
+    Reads until an empty receive; on a FIFO queue each participant's jobs come in order.
+    """
+    sqs = aws.client("sqs")
+    jobs: list[dict[str, Any]] = []
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=hide_seconds, WaitTimeSeconds=0
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return jobs
+        jobs.extend(json.loads(message["Body"]) for message in messages)

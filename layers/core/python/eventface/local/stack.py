@@ -1,0 +1,324 @@
+"""The local stack in one process: moto, both Chalice apps, the event pump (``make up``).
+
+:func:`running_stack` starts, in order:
+
+1. moto's ``ThreadedMotoServer`` on 127.0.0.1 (a free port), with the requests AWS makes atomic
+   serialised (:mod:`eventface.local.moto_patches`), and the environment every client reads:
+   ``AWS_ENDPOINT_URL``, fake credentials and region, ``AWS_MAX_ATTEMPTS=1`` (an unimplemented
+   moto action answers 500 at once instead of being retried) - set before any client exists;
+2. the tables, gallery bucket and queues (:mod:`eventface.local.resources`) and the ``EVENTFACE_*``
+   settings pointing at them, with a freshly generated admin API key (only its SHA-256 is given to
+   the admin app, as in a deployment);
+3. the edge and admin Chalice apps, each served in-process by Chalice's local server (what
+   ``chalice local --no-autoreload`` runs: autoreload would restart on every file change) on its own
+   loopback port and thread, stage ``local``;
+4. the event pump (:mod:`eventface.local.pump`) for the queues that have a consumer.
+
+On exit everything stops and the process environment is restored, so tests can start the stack
+after other fixtures and leave no trace. The runtime code does not know it runs here: only the
+environment differs (DESIGN: "the environment decides").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+from eventface import aws
+from eventface.local.moto_patches import serialise_moto_requests
+from eventface.local.pump import CONSUMERS, EventPump, Handler, load_handler
+
+HOST: Final = "127.0.0.1"
+STAGE: Final = "local"
+TENANT_ID: Final = "default"
+TABLE_PREFIX: Final = "eventface-local"
+#: The repository root (layers/core/python/eventface/local/stack.py -> five levels up).
+REPO_ROOT: Final = Path(__file__).resolve().parents[5]
+FUNCTIONS_DIR: Final = REPO_ROOT / "functions"
+EDGE_APP: Final = "edge_api"
+ADMIN_APP: Final = "admin_api"
+
+#: Fake credentials and a region: no developer profile or real credentials are ever picked up.
+AWS_ENVIRONMENT: Final = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_MAX_ATTEMPTS": "1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "eventface-local",
+}
+#: Quiet mode (demo, tests): no per-request lines, no metrics lines, warnings only.
+QUIET_ENVIRONMENT: Final = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+_import_lock = threading.Lock()
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStack:
+    """Where the running stack answers, and its credentials."""
+
+    edge_url: str
+    admin_url: str
+    admin_key: str
+    queue_url: str
+    dlq_url: str
+    aws_endpoint: str
+    tenant_id: str
+    gallery_bucket: str
+    table_prefix: str
+
+
+def _clear_caches() -> None:
+    """Forget settings, services and clients snapshotted from another environment."""
+    from eventface import bootstrap, settings
+    from eventface.adapters import dynamo_models
+
+    settings.get_settings.cache_clear()
+    bootstrap.services.cache_clear()
+    aws.client.cache_clear()
+    for model in dynamo_models.MODELS.values():
+        model._connection = None
+
+
+@contextlib.contextmanager
+def _restored_environ() -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        _clear_caches()
+
+
+@contextlib.contextmanager
+def _moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    # verbose=False does not silence werkzeug's per-request lines.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    serialise_moto_requests()
+    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _quiet_handler(handler_cls: type) -> type:
+    class QuietHandler(handler_cls):  # type: ignore[misc]
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    return QuietHandler
+
+
+def _load_app_server(project_dir: Path, port: int, quiet: bool) -> Any:
+    """Chalice's local server for the app in ``project_dir`` (what ``chalice local`` builds)."""
+    from chalice.cli import create_local_server
+    from chalice.cli.factory import CLIFactory
+    from chalice.local import ChaliceRequestHandler
+
+    if not (project_dir / "app.py").is_file() or not (project_dir / ".chalice" / "config.json").is_file():
+        raise StackError(f"{project_dir} is not a Chalice project (app.py and .chalice/config.json)")
+    # Every Chalice project's module is called "app": load one at a time, and forget it (and any
+    # module of its folder) afterwards so the next project imports its own.
+    with _import_lock:
+        sys.modules.pop("app", None)
+        try:
+            # environ=os.environ: config.json's variables go to the process, as with `chalice local`.
+            factory = CLIFactory(project_dir=str(project_dir), environ=os.environ)
+            server = create_local_server(factory, HOST, port, STAGE)
+        finally:
+            sys.modules.pop("app", None)
+            for name, module in list(sys.modules.items()):
+                file = getattr(module, "__file__", None) or ""
+                if file.startswith(str(project_dir) + os.sep):
+                    del sys.modules[name]
+            with contextlib.suppress(ValueError):
+                sys.path.remove(str(project_dir))
+    if quiet:
+        wrapped = server.server.RequestHandlerClass
+        server.server.RequestHandlerClass = functools.partial(
+            _quiet_handler(ChaliceRequestHandler), *wrapped.args, **wrapped.keywords
+        )
+    return server
+
+
+@contextlib.contextmanager
+def _serving(server: Any, name: str) -> Iterator[str]:
+    http = server.server
+    thread = threading.Thread(target=http.serve_forever, name=f"chalice-{name}", daemon=True)
+    thread.start()
+    try:
+        host, port = http.server_address[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        http.shutdown()
+        http.server_close()
+        thread.join(timeout=10)
+
+
+def _resolve_consumers(
+    consumers: Mapping[str, str | Handler], queue_urls: Mapping[str, str]
+) -> dict[str, Handler]:
+    resolved: dict[str, Handler] = {}
+    for logical, handler in consumers.items():
+        if logical not in queue_urls:
+            raise StackError(
+                f"consumer registered for unknown queue {logical!r}: choose from {list(queue_urls)}"
+            )
+        resolved[queue_urls[logical]] = load_handler(handler) if isinstance(handler, str) else handler
+    return resolved
+
+
+@contextlib.contextmanager
+def running_stack(
+    *,
+    edge_port: int = 0,
+    admin_port: int = 0,
+    consumers: Mapping[str, str | Handler] | None = None,
+    functions_dir: Path = FUNCTIONS_DIR,
+    quiet: bool = True,
+) -> Iterator[LocalStack]:
+    """Run the local stack for the duration of the ``with`` block.
+
+    Parameters
+    ----------
+    edge_port, admin_port
+        Loopback ports of the two apps; 0 picks free ones.
+    consumers
+        Logical queue name -> consumer (``"module:function"`` or a callable); defaults to
+        :data:`eventface.local.pump.CONSUMERS`.
+    functions_dir
+        Where the Chalice projects ``edge_api`` and ``admin_api`` are.
+    quiet
+        Silence per-request lines and Powertools metrics (the demo and the tests).
+
+    Yields
+    ------
+    LocalStack
+        The apps' URLs, the admin API key and the notification queue.
+    """
+    from eventface.local.resources import create_resources
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_restored_environ())
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+            os.environ.pop(name, None)
+        os.environ.update(AWS_ENVIRONMENT)
+        if quiet:
+            os.environ.update(QUIET_ENVIRONMENT)
+        _clear_caches()
+        endpoint = stack.enter_context(_moto_server())
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        _clear_caches()
+        resources = create_resources(TABLE_PREFIX)
+        admin_key = secrets.token_urlsafe(32)
+        spill_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventface-spill-"))
+        environment = {
+            "EVENTFACE_STAGE": STAGE,
+            "EVENTFACE_TENANT_ID": TENANT_ID,
+            "EVENTFACE_TABLE_PREFIX": resources.table_prefix,
+            "EVENTFACE_GALLERY_BUCKET": resources.gallery_bucket,
+            "EVENTFACE_NOTIFICATION_QUEUE_URL": resources.queue_urls["notifications"],
+            "EVENTFACE_SPILL_DIR": spill_dir,
+            "EVENTFACE_ADMIN_API_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest(),
+        }
+        os.environ.update(environment)
+        servers = {
+            name: _load_app_server(functions_dir / name, port, quiet)
+            for name, port in ((EDGE_APP, edge_port), (ADMIN_APP, admin_port))
+        }
+        # A project's config.json may name its own resources: the stack's win.
+        os.environ.update(AWS_ENVIRONMENT)
+        os.environ.update(environment)
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        _clear_caches()
+        edge_url = stack.enter_context(_serving(servers[EDGE_APP], EDGE_APP))
+        admin_url = stack.enter_context(_serving(servers[ADMIN_APP], ADMIN_APP))
+        pump = EventPump(
+            _resolve_consumers(CONSUMERS if consumers is None else consumers, resources.queue_urls)
+        )
+        pump.start()
+        stack.callback(pump.stop)
+        yield LocalStack(
+            edge_url=edge_url,
+            admin_url=admin_url,
+            admin_key=admin_key,
+            queue_url=resources.queue_urls["notifications"],
+            dlq_url=resources.dlq_urls["notifications"],
+            aws_endpoint=endpoint,
+            tenant_id=TENANT_ID,
+            gallery_bucket=resources.gallery_bucket,
+            table_prefix=resources.table_prefix,
+        )
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous: dict[signal.Signals, Callable[..., Any] | int | None] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handle)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make up``: run the stack until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m eventface.local", description="Run the local stack.")
+    parser.add_argument("--edge-port", type=int, default=0, help="edge API port (default: a free one)")
+    parser.add_argument("--admin-port", type=int, default=0, help="admin API port (default: a free one)")
+    parser.add_argument("--quiet", action="store_true", help="no per-request lines or metrics")
+    args = parser.parse_args(argv)
+    try:
+        with running_stack(edge_port=args.edge_port, admin_port=args.admin_port, quiet=args.quiet) as local:
+            print(
+                "eventface local stack is up (Ctrl-C to stop)\n"
+                f"  edge API   {local.edge_url}   (header x-device-key)\n"
+                f"  admin API  {local.admin_url}   (header x-api-key)\n"
+                f"  admin key  {local.admin_key}\n"
+                f"  tenant     {local.tenant_id}\n"
+                f"  AWS (moto) {local.aws_endpoint}\n"
+                f"  queue      {local.queue_url}\n"
+                f"  DLQ        {local.dlq_url}\n"
+                f"  bucket     {local.gallery_bucket}   tables {local.table_prefix}-*\n"
+                f"  e.g. curl -s {local.admin_url}/v1/health",
+                flush=True,
+            )
+            _wait_for_signal(threading.Event())
+            print("stopping...", flush=True)
+    except (StackError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("stopped", flush=True)
+    return 0
