@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES ?= ../shared/data/faces
 
-.PHONY: test lint bench bench-accuracy bench-latency bench-search models clean
+.PHONY: test lint bench bench-accuracy bench-latency bench-search bench-scan models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ demo: $(STAMP)
 models: $(STAMP)
 	$(BIN)/eventface models prepare
 
-bench: bench-accuracy bench-latency bench-search
+bench: bench-accuracy bench-latency bench-search bench-scan
 
 bench-accuracy: $(STAMP)
 	$(BIN)/eventface bench accuracy --data $(FACES)
@@ -44,6 +44,9 @@ bench-latency: $(STAMP)
 bench-search: $(STAMP)
 	for n in 10000 100000; do $(BIN)/eventface bench search --n $$n || exit 1; done
 	$(BIN)/eventface bench search --n 1000000 --load
+
+bench-scan: $(STAMP)
+	$(BIN)/eventface bench scan --n 10000 100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

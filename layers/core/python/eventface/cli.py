@@ -35,6 +35,12 @@ def _bench_search(args: argparse.Namespace) -> int:
     return search.main(args)
 
 
+def _bench_scan(args: argparse.Namespace) -> int:
+    from eventface.bench import scan
+
+    return scan.main(args)
+
+
 def _bench_calibrate(args: argparse.Namespace) -> int:
     from eventface.bench import calibrate
 
@@ -74,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--n", type=int, default=1_000_000, help="gallery size (templates)")
     srch.add_argument("--load", action="store_true", help="also time loading 1M templates from S3 (moto)")
     srch.set_defaults(func=_bench_search)
+
+    scn = bench.add_parser("scan", help="a checkpoint scan end to end through the edge API on moto")
+    scn.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000], help="distractor templates")
+    scn.add_argument("--runs", type=int, default=100, help="timed scans per gallery size")
+    scn.set_defaults(func=_bench_scan)
 
     cal = bench.add_parser("calibrate", help="fit the impostor tail that sets open-set thresholds")
     cal.add_argument("--data", type=Path, required=True)
