@@ -104,8 +104,11 @@ class Container:
 
     def _make_campaigns(self) -> CampaignRepository:
         from eventface.adapters.dynamo_repositories import DynamoCampaignRepository
+        from eventface.adapters.read_cache import CachedCampaignRepository, TtlCache
 
-        return DynamoCampaignRepository(self._tables())
+        repository = DynamoCampaignRepository(self._tables())
+        ttl = self.settings.read_cache_seconds
+        return CachedCampaignRepository(repository, TtlCache(ttl)) if ttl > 0 else repository
 
     @property
     def participants(self) -> ParticipantRepository:
@@ -140,8 +143,11 @@ class Container:
 
     def _make_devices(self) -> DeviceRegistry:
         from eventface.adapters.dynamo_repositories import DynamoDeviceRegistry
+        from eventface.adapters.read_cache import CachedDeviceRegistry, TtlCache
 
-        return DynamoDeviceRegistry(self._tables())
+        registry = DynamoDeviceRegistry(self._tables())
+        ttl = self.settings.read_cache_seconds
+        return CachedDeviceRegistry(registry, TtlCache(ttl)) if ttl > 0 else registry
 
     @property
     def cooldown(self) -> CooldownLock:

@@ -25,6 +25,7 @@ SPILL_DIR: Final = "EVENTFACE_SPILL_DIR"
 ENGINE_THREADS: Final = "EVENTFACE_ENGINE_THREADS"
 FMR_PER_SCAN: Final = "EVENTFACE_FMR_PER_SCAN"
 COOLDOWN_SECONDS: Final = "EVENTFACE_COOLDOWN_SECONDS"
+READ_CACHE_SECONDS: Final = "EVENTFACE_READ_CACHE_SECONDS"
 HISTORY_TTL_HOURS: Final = "EVENTFACE_HISTORY_TTL_HOURS"
 MAX_PHOTO_BYTES: Final = "EVENTFACE_MAX_PHOTO_BYTES"
 MAX_BODY_BYTES: Final = "EVENTFACE_MAX_BODY_BYTES"
@@ -114,6 +115,12 @@ class Settings:
         """Default cooldown of new campaigns (30 s)."""
         raw = self._optional(COOLDOWN_SECONDS) or "30"
         return _parse(COOLDOWN_SECONDS, raw, int, lambda v: 0 <= v <= 86400, "0-86400 seconds")
+
+    @property
+    def read_cache_seconds(self) -> float:
+        """How long a warm container may reuse a campaign or device it read (5 s; 0 = never)."""
+        raw = self._optional(READ_CACHE_SECONDS) or "5"
+        return _parse(READ_CACHE_SECONDS, raw, float, lambda v: 0.0 <= v <= 300.0, "0-300 seconds")
 
     @property
     def history_ttl_hours(self) -> int:
