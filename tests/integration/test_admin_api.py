@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -39,10 +35,10 @@ from eventface.adapters.memory import (
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
 from eventface.domain.errors import QualityReason
+from eventface.local.apps import ADMIN_PROJECT, EDGE_PROJECT, REPO_ROOT, load_app
 from eventface.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ROOT / "functions" / "admin_api"
+PROJECT = ADMIN_PROJECT
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 MODEL = "sface-2021dec"
 LIMITS = {"EVENTFACE_MAX_PHOTO_BYTES": "2048", "EVENTFACE_MAX_BODY_BYTES": "4096"}
@@ -58,20 +54,8 @@ AWS_ENVIRONMENT = {
 }
 
 
-def load_app(project: Path, name: str) -> ModuleType:
-    """Import a Chalice project's app.py under a unique module name (both apps are ``app.py``)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, project / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 admin = load_app(PROJECT, "eventface_admin_app")
-edge = load_app(ROOT / "functions" / "edge_api", "eventface_edge_app")
+edge = load_app(EDGE_PROJECT, "eventface_edge_app")
 KEY = "admin-secret-key"
 SETTINGS = {**LIMITS, "EVENTFACE_ADMIN_API_KEY_SHA256": hashlib.sha256(KEY.encode()).hexdigest()}
 FACE = b"\xff\xd8bob-face"
@@ -521,7 +505,7 @@ def test_admin_health_needs_no_key(api):
 
 def test_admin_openapi_matches_checked_in_file_and_routes(api):
     # given
-    path = ROOT / "docs" / "openapi" / "admin.json"
+    path = REPO_ROOT / "docs" / "openapi" / "admin.json"
     checked_in = json.loads(path.read_text())
     # when
     response = api.call("GET", "/openapi.json", key=None)
@@ -579,7 +563,7 @@ def test_admin_then_edge_flow_on_dynamo(dynamo_services, monkeypatch):
     device = api.ok(
         "POST", f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", {"name": "cam"}, 201
     )
-    edge_client = Client(edge.app, stage_name="local", project_dir=str(ROOT / "functions" / "edge_api"))
+    edge_client = Client(edge.app, stage_name="local", project_dir=str(EDGE_PROJECT))
     headers = {"x-device-key": device["device_key"], "content-type": "image/jpeg"}
     # when
     first = edge_client.http.post(f"/v1/checkpoints/{checkpoint_id}/scans", headers=headers, body=FACE)

@@ -7,16 +7,12 @@ flow on the real DynamoDB adapters against moto in-process.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import math
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -40,30 +36,18 @@ from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
 from eventface.domain.errors import DependencyError, InvalidInputError
 from eventface.domain.model import Checkpoint, Device, Probe, hash_key
+from eventface.local.apps import EDGE_PROJECT, REPO_ROOT, load_app
 from eventface.services.participants import Registration
 from eventface.settings import Settings
 from face_engine.errors import ImageDecodeError, ModelLoadError
 
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ROOT / "functions" / "edge_api"
+PROJECT = EDGE_PROJECT
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 MODEL = "sface-2021dec"
 ANN_PHOTO = b"\xff\xd8ann-face-jpeg"
 ANN = unit_vector(1.0, *([0.0] * 127))
 STRANGER = unit_vector(0.0, 1.0, *([0.0] * 126))
 LIMITS = {"EVENTFACE_MAX_PHOTO_BYTES": "2048", "EVENTFACE_MAX_BODY_BYTES": "4096"}
-
-
-def load_app(project: Path, name: str) -> ModuleType:
-    """Import a Chalice project's app.py under a unique module name (both apps are ``app.py``)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, project / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 edge = load_app(PROJECT, "eventface_edge_app")
@@ -340,12 +324,12 @@ def test_edge_health_needs_no_key(world):
 
 def test_edge_openapi_matches_checked_in_file_and_routes(world):
     # given
-    checked_in = json.loads((ROOT / "docs" / "openapi" / "edge.json").read_text())
+    checked_in = json.loads((REPO_ROOT / "docs" / "openapi" / "edge.json").read_text())
     # when
     response = world.client.http.get("/openapi.json")
     # then
     assert response.status_code == 200 and response.json_body == checked_in
-    assert openapi.dump(openapi.EDGE_OPENAPI) == (ROOT / "docs" / "openapi" / "edge.json").read_text()
+    assert openapi.dump(openapi.EDGE_OPENAPI) == (REPO_ROOT / "docs" / "openapi" / "edge.json").read_text()
     routes = {(path, method.lower()) for path, entries in edge.app.routes.items() for method in entries}
     documented = {(path, method) for path, item in checked_in["paths"].items() for method in item}
     assert routes == documented

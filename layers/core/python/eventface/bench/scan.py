@@ -11,7 +11,6 @@ gallery search, so ``ratio`` = scan p50 / (engine p50 + search p50) says what th
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -23,7 +22,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -34,17 +32,6 @@ RUNS = 100
 WARMUP = 5
 TENANT = "default"
 CAMPAIGN = "bench-rally"
-ROOT = Path(__file__).resolve().parents[5]
-EDGE_PROJECT = ROOT / "functions" / "edge_api"
-
-
-def _load_edge_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eventface_bench_edge_app", EDGE_PROJECT / "app.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"edge API not found at {EDGE_PROJECT}: run from a checkout of eventface")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextmanager
@@ -94,6 +81,7 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
     from eventface.demo.photos import load_cast
     from eventface.domain.errors import FaceQualityError
     from eventface.domain.model import Checkpoint
+    from eventface.local.apps import EDGE_PROJECT, load_app
     from eventface.local.resources import create_resources
     from eventface.services.participants import Registration
     from eventface.settings import Settings
@@ -144,7 +132,7 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
         ]
         shots = [(shot, person.name) for person in registered for shot in person.camera_shots]
 
-        edge = _load_edge_app()
+        edge = load_app(EDGE_PROJECT, "eventface_bench_edge_app")
         original = bootstrap.services
         bootstrap.services = lambda: services  # type: ignore[assignment]
         try:

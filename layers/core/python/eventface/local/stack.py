@@ -39,6 +39,7 @@ from types import FrameType
 from typing import Any, Final
 
 from eventface import aws
+from eventface.local.apps import FUNCTIONS_DIR
 from eventface.local.moto_patches import serialise_moto_requests
 from eventface.local.pump import CONSUMERS, EventPump, Handler, load_handler
 
@@ -47,8 +48,6 @@ STAGE: Final = "local"
 TENANT_ID: Final = "default"
 TABLE_PREFIX: Final = "eventface-local"
 #: The repository root (layers/core/python/eventface/local/stack.py -> five levels up).
-REPO_ROOT: Final = Path(__file__).resolve().parents[5]
-FUNCTIONS_DIR: Final = REPO_ROOT / "functions"
 EDGE_APP: Final = "edge_api"
 ADMIN_APP: Final = "admin_api"
 
