@@ -29,6 +29,7 @@ import numpy as np
 from eventface.bench.synthetic import synthetic_shard
 
 RUNS = 100
+CHECKPOINTS = 60
 WARMUP = 5
 TENANT = "default"
 CAMPAIGN = "bench-rally"
@@ -102,7 +103,9 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
         )
         services = bootstrap.bootstrap(settings)
         now = datetime.now(UTC)
-        checkpoints = tuple(Checkpoint(f"cp{i}", f"Checkpoint {i}") for i in range(3))
+        # Scan i is person i % P at checkpoint i // P: every recognised scan writes a new stamp (the
+        # path of a visitor at a new checkpoint), not the cheaper "already stamped" answer.
+        checkpoints = tuple(Checkpoint(f"cp{i}", f"Checkpoint {i}") for i in range(CHECKPOINTS))
         campaign = services.create_campaign(
             TENANT,
             CAMPAIGN,
@@ -110,7 +113,7 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
             starts_at=now - timedelta(hours=1),
             ends_at=now + timedelta(days=1),
             checkpoints=checkpoints,
-            stamps_required=3,
+            stamps_required=len(checkpoints),
             cooldown_seconds=0,
         )
         services.publish_campaign(TENANT, CAMPAIGN)
@@ -131,6 +134,7 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
             services.register_device(TENANT, CAMPAIGN, cp.checkpoint_id, cp.name).key for cp in checkpoints
         ]
         shots = [(shot, person.name) for person in registered for shot in person.camera_shots]
+        people = len(registered)
 
         edge = load_app(EDGE_PROJECT, "eventface_bench_edge_app")
         original = bootstrap.services
@@ -138,10 +142,11 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
         try:
             client = Client(edge.app, stage_name="local", project_dir=str(EDGE_PROJECT))
             scan_ms: list[float] = []
-            recognised = 0
+            recognised = new_stamps = 0
             for i in range(WARMUP + runs):
-                photo, name = shots[i % len(shots)]
-                cp = i % len(checkpoints)
+                person = registered[i % people]
+                photo, name = person.camera_shots[(i // people) % len(person.camera_shots)], person.name
+                cp = (i // people) % len(checkpoints)
                 start = time.perf_counter()
                 response = client.http.post(
                     f"/v1/checkpoints/{checkpoints[cp].checkpoint_id}/scans",
@@ -154,6 +159,7 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
                 if i >= WARMUP:
                     scan_ms.append(elapsed)
                     recognised += int(response.json_body.get("nickname") == name)
+                    new_stamps += int(bool(response.json_body.get("new_stamp")))
         finally:
             bootstrap.services = original
 
@@ -178,6 +184,7 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
         "share_engine": round(engine_p50 / scan_p50, 3),
         "share_search": round(search_p50 / scan_p50, 3),
         "recognised_share": round(recognised / runs, 3),
+        "new_stamp_share": round(new_stamps / runs, 3),
         "runs": runs,
     }
 
