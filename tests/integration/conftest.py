@@ -29,6 +29,34 @@ ENVIRONMENT = {
 }
 
 
+@pytest.fixture
+def in_process_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto in-process (``mock_aws``) with the test environment and no endpoint URL."""
+    from moto import mock_aws
+
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    serialise_moto_requests()
+    aws.client.cache_clear()
+    try:
+        with mock_aws():
+            yield
+    finally:
+        aws.client.cache_clear()
+
+
+@pytest.fixture
+def table_prefix(in_process_aws: None) -> str:
+    """Every DynamoDB table of the schema, created fresh under a unique prefix."""
+    from eventface.adapters.dynamo_models import create_tables
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    create_tables(prefix, wait=False)  # moto's tables are ACTIVE at once
+    return prefix
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """URL of a moto server on 127.0.0.1 (random free port), exported as ``AWS_ENDPOINT_URL``."""

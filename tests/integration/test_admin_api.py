@@ -9,8 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,16 +41,6 @@ PROJECT = ADMIN_PROJECT
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 MODEL = "sface-2021dec"
 LIMITS = {"EVENTFACE_MAX_PHOTO_BYTES": "2048", "EVENTFACE_MAX_BODY_BYTES": "4096"}
-AWS_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_MAX_ATTEMPTS": "1",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-}
 
 
 admin = load_app(PROJECT, "eventface_admin_app")
@@ -528,31 +517,15 @@ def _concrete(path: str) -> str:
 
 
 @pytest.fixture
-def dynamo_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+def dynamo_services(table_prefix: str) -> Services:
     """Services on the real DynamoDB adapters (moto in-process); gallery, queue and faces faked."""
-    from moto import mock_aws
-
-    from eventface import aws
-    from eventface.adapters.dynamo_models import create_tables
-
-    for name, value in AWS_ENVIRONMENT.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    aws.client.cache_clear()
-    try:
-        with mock_aws():
-            prefix = f"t{uuid.uuid4().hex[:12]}"
-            create_tables(prefix, wait=False)
-            yield bootstrap(
-                Settings({**SETTINGS, "EVENTFACE_TABLE_PREFIX": prefix}),
-                gallery=InMemoryGallery(model_id=MODEL),
-                queue=InMemoryNotificationQueue(),
-                faces=InMemoryFaceAnalyzer(model_id=MODEL, faces={FACE: BOB}),
-                clock=FixedClock(NOW),
-            )
-    finally:
-        aws.client.cache_clear()
+    return bootstrap(
+        Settings({**SETTINGS, "EVENTFACE_TABLE_PREFIX": table_prefix}),
+        gallery=InMemoryGallery(model_id=MODEL),
+        queue=InMemoryNotificationQueue(),
+        faces=InMemoryFaceAnalyzer(model_id=MODEL, faces={FACE: BOB}),
+        clock=FixedClock(NOW),
+    )
 
 
 def test_admin_then_edge_flow_on_dynamo(dynamo_services, monkeypatch):

@@ -6,21 +6,18 @@ completion exactly once when two checkpoints scan the same person at the same ti
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from eventface import aws
-from eventface.adapters.dynamo_models import create_tables
 from eventface.adapters.dynamo_repositories import (
     DynamoCampaignRepository,
     DynamoCooldownLock,
@@ -50,63 +47,12 @@ from eventface.services.scans import Scan
 from eventface.settings import Settings
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
-ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_MAX_ATTEMPTS": "1",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-}
-
-
-def _serialise_dynamodb_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB requests atomic, as DynamoDB's are.
-
-    moto checks a condition and then writes with no lock in between, so two threads can both
-    pass ``attribute_not_exists``; DynamoDB never lets that happen. That is an emulator gap, not
-    the protocol under test, so requests are handled one at a time inside moto (the adapters'
-    own threads still race each other between requests, which is what the tests exercise).
-    """
-    from moto.dynamodb.responses import DynamoHandler
-
-    original = DynamoHandler.call_action
-    lock = threading.Lock()
-
-    @functools.wraps(original)
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", call_action)
-
-
-@pytest.fixture(scope="module")
-def aws_mock() -> Iterator[None]:
-    """One in-process moto for the module (starting it is the slow part); tables are per test."""
-    patch = pytest.MonkeyPatch()
-    for name, value in ENVIRONMENT.items():
-        patch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        patch.delenv(name, raising=False)
-    _serialise_dynamodb_requests(patch)
-    aws.client.cache_clear()
-    try:
-        with mock_aws():
-            yield
-    finally:
-        aws.client.cache_clear()
-        patch.undo()
 
 
 @pytest.fixture
-def tables(aws_mock: None) -> DynamoTables:
-    """Fresh tables under a unique prefix."""
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    create_tables(prefix, wait=False)  # moto tables are ACTIVE at once
-    return DynamoTables(prefix)
+def tables(table_prefix: str) -> DynamoTables:
+    """Fresh tables under a unique prefix, on moto in-process (see conftest)."""
+    return DynamoTables(table_prefix)
 
 
 @pytest.fixture

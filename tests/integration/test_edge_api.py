@@ -9,8 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -347,44 +346,17 @@ def test_edge_scan_does_not_log_keys_or_images(world, caplog):
 
 # -- real DynamoDB adapters on moto ------------------------------------------------------------
 
-AWS_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_MAX_ATTEMPTS": "1",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-}
-
 
 @pytest.fixture
-def dynamo_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+def dynamo_services(table_prefix: str) -> Services:
     """Services on the real DynamoDB adapters (moto in-process); gallery, queue and faces faked."""
-    from moto import mock_aws
-
-    from eventface import aws
-    from eventface.adapters.dynamo_models import create_tables
-
-    for name, value in AWS_ENVIRONMENT.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    aws.client.cache_clear()
-    try:
-        with mock_aws():
-            prefix = f"t{uuid.uuid4().hex[:12]}"
-            create_tables(prefix, wait=False)
-            yield bootstrap(
-                Settings({**LIMITS, "EVENTFACE_TABLE_PREFIX": prefix}),
-                gallery=InMemoryGallery(model_id=MODEL),
-                queue=InMemoryNotificationQueue(),
-                faces=InMemoryFaceAnalyzer(model_id=MODEL),
-                clock=FixedClock(NOW),
-            )
-    finally:
-        aws.client.cache_clear()
+    return bootstrap(
+        Settings({**LIMITS, "EVENTFACE_TABLE_PREFIX": table_prefix}),
+        gallery=InMemoryGallery(model_id=MODEL),
+        queue=InMemoryNotificationQueue(),
+        faces=InMemoryFaceAnalyzer(model_id=MODEL),
+        clock=FixedClock(NOW),
+    )
 
 
 def test_edge_scan_flow_on_dynamo_stamps_then_already_stamped(dynamo_services, monkeypatch):

@@ -7,7 +7,6 @@ fail with instructions instead of skipping: a model test that silently does not 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,25 +16,6 @@ import pytest
 from eventface.bench.dataset import LabelledImage, read_labels
 from face_engine.decoding import decode_image
 from face_engine.engine import EngineConfig, FaceEngine, FaceResult
-
-FACES_DIR_ENV = "EVENTFACE_FACES_DIR"
-DEFAULT_FACES_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces"
-
-
-@pytest.fixture(scope="session")
-def faces_dir() -> Path:
-    """The labelled face set: ``$EVENTFACE_FACES_DIR`` if set, else ../shared/data/faces."""
-    configured = os.environ.get(FACES_DIR_ENV)
-    directory = Path(configured) if configured else DEFAULT_FACES_DIR
-    if not (directory / "labels.csv").is_file():
-        where = f"{FACES_DIR_ENV}={configured}" if configured else f"the default {DEFAULT_FACES_DIR}"
-        pytest.fail(
-            f"the model tests need the labelled face photos, but {where} has no labels.csv: "
-            f"put the face set at {DEFAULT_FACES_DIR} or set {FACES_DIR_ENV} to the folder that "
-            "holds labels.csv and images/ (never copy the photos into the repository)",
-            pytrace=False,
-        )
-    return directory
 
 
 @pytest.fixture(scope="session")
