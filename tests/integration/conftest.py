@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from eventface import aws
-from eventface.local.moto_patches import serialise_moto_requests
+from eventface.local.moto_patches import patch_moto
 
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -26,6 +26,9 @@ ENVIRONMENT = {
     # Never pick up a developer's profile or credentials.
     "AWS_CONFIG_FILE": "/dev/null",
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    # DynamoDB Streams calls name an account in their ARN, so botocore would send them to an
+    # account-based endpoint that in-process moto does not intercept.
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
 
 
@@ -38,7 +41,7 @@ def in_process_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    serialise_moto_requests()
+    patch_moto()
     aws.client.cache_clear()
     try:
         with mock_aws():
@@ -70,7 +73,7 @@ def moto_endpoint() -> Iterator[str]:
     # verbose=False does not silence werkzeug's per-request log lines.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto checks conditional writes without a lock: the same serialisation as the local stack.
-    serialise_moto_requests()
+    patch_moto()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

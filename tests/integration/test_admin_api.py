@@ -20,15 +20,9 @@ from chalice.test import Client
 from eventface import bootstrap as bootstrap_module
 from eventface.adapters.memory import (
     FixedClock,
-    InMemoryCampaignRepository,
-    InMemoryCooldownLock,
-    InMemoryDeviceRegistry,
     InMemoryFaceAnalyzer,
     InMemoryGallery,
-    InMemoryHistoryLog,
-    InMemoryNotificationQueue,
-    InMemoryParticipantRepository,
-    InMemoryStampBook,
+    in_memory_ports,
     unit_vector,
 )
 from eventface.api import openapi
@@ -110,16 +104,7 @@ def make_api(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Admin]:
         faces.quality_reasons[BLURRY] = (QualityReason("blur", "the photo is blurred: hold still"),)
         services = bootstrap(
             Settings({**SETTINGS, **settings}),
-            campaigns=InMemoryCampaignRepository(),
-            participants=InMemoryParticipantRepository(),
-            stamps=InMemoryStampBook(),
-            history=InMemoryHistoryLog(),
-            devices=InMemoryDeviceRegistry(),
-            gallery=InMemoryGallery(model_id=MODEL),
-            queue=InMemoryNotificationQueue(),
-            cooldown=InMemoryCooldownLock(),
-            faces=faces,
-            clock=FixedClock(NOW),
+            **in_memory_ports(gallery=InMemoryGallery(model_id=MODEL), faces=faces, clock=FixedClock(NOW)),
         )
         return make_admin(services, monkeypatch)
 
@@ -518,11 +503,10 @@ def _concrete(path: str) -> str:
 
 @pytest.fixture
 def dynamo_services(table_prefix: str) -> Services:
-    """Services on the real DynamoDB adapters (moto in-process); gallery, queue and faces faked."""
+    """Services on the real DynamoDB adapters (moto in-process); gallery and faces faked."""
     return bootstrap(
         Settings({**SETTINGS, "EVENTFACE_TABLE_PREFIX": table_prefix}),
         gallery=InMemoryGallery(model_id=MODEL),
-        queue=InMemoryNotificationQueue(),
         faces=InMemoryFaceAnalyzer(model_id=MODEL, faces={FACE: BOB}),
         clock=FixedClock(NOW),
     )

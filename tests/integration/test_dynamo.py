@@ -1,4 +1,4 @@
-"""The DynamoDB adapters and the SQS queue against moto in-process (``mock_aws``).
+"""The DynamoDB adapters, the outbox relay and SQS against moto in-process (``mock_aws``).
 
 Includes the invariants under concurrency: one stamp per participant and checkpoint, and
 completion exactly once when two checkpoints scan the same person at the same time.
@@ -6,6 +6,7 @@ completion exactly once when two checkpoints scan the same person at the same ti
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import uuid
@@ -18,17 +19,20 @@ from typing import Any
 import pytest
 
 from eventface import aws
+from eventface.adapters.dynamo_models import OutboxItem
 from eventface.adapters.dynamo_repositories import (
     DynamoCampaignRepository,
-    DynamoCooldownLock,
     DynamoDeviceRegistry,
     DynamoHistoryLog,
     DynamoParticipantRepository,
+    DynamoScanLedger,
     DynamoStampBook,
     DynamoTables,
 )
 from eventface.adapters.memory import FixedClock, InMemoryFaceAnalyzer, InMemoryGallery, unit_vector
+from eventface.adapters.sqs_queue import SqsSender
 from eventface.bootstrap import Services, bootstrap
+from eventface.consumers.outbox_relay import relay
 from eventface.domain.errors import AlreadyExistsError, InvalidInputError, NotFoundError, StateConflictError
 from eventface.domain.model import (
     Campaign,
@@ -36,11 +40,19 @@ from eventface.domain.model import (
     Checkpoint,
     Consent,
     Device,
+    JobKind,
+    NotificationJob,
     Participant,
+    Progress,
     RecognitionEvent,
     ScanOutcome,
+    ScanState,
+    ScanWrite,
     Stamp,
+    job_id_for,
 )
+from eventface.local.pump import EventPump
+from eventface.local.resources import stream_arns
 from eventface.services.deps import Policy
 from eventface.services.participants import Registration
 from eventface.services.scans import Scan
@@ -144,69 +156,102 @@ def test_dynamo_participant_round_trip_and_delete(tables):
     assert repository.find("acme", "rally", "p1") is None
 
 
-def test_dynamo_stamp_book_records_once_and_completes_once(tables):
+def _write(
+    checkpoint_id: str | None,
+    *,
+    at: datetime = NOW,
+    version: int = 0,
+    cooldown: int = 30,
+    stamped: tuple[str, ...] = (),
+) -> ScanWrite:
+    """A scan's write of p1 at ``checkpoint_id`` (None: no new stamp), progress ``stamped`` before."""
+    event = RecognitionEvent(
+        "acme", "rally", uuid.uuid4().hex, at, "dev-1", checkpoint_id or "gate", ScanOutcome.STAMPED, "p1",
+        0.7, 0.55, False, None, None,
+    )  # fmt: skip
+    write = ScanWrite(event, "acme#rally#p1#gate", at + timedelta(seconds=cooldown), version=version)
+    if checkpoint_id is None:
+        return write
+    stamp = _stamp(checkpoint_id)
+    outcome = Progress("acme", "rally", "p1", frozenset(stamped)).with_stamp(checkpoint_id, at, 2)
+    job = NotificationJob(
+        job_id_for(JobKind.STAMP, stamp), JobKind.STAMP, "acme", "rally", "p1", checkpoint_id,
+        outcome.progress.stamps, 2, "stamp!", None, at,
+    )  # fmt: skip
+    return replace(write, stamp=stamp, progress=outcome.progress, jobs=(job,))
+
+
+def _stream_inserts(tables: DynamoTables) -> int:
+    """INSERT records on the outbox table's stream so far."""
+    seen: list[str] = []
+
+    def collect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.extend(r["eventName"] for r in event["Records"])
+        return {"batchItemFailures": []}
+
+    EventPump({}).poll_stream_once(stream_arns(tables.prefix)["outbox"], collect)
+    return seen.count("INSERT")
+
+
+def _outbox() -> list[OutboxItem]:
+    return list(OutboxItem.scan())
+
+
+def test_dynamo_ledger_reads_an_unknown_participant_as_empty(tables):
     # given
-    book = DynamoStampBook(tables)
+    ledger = DynamoScanLedger(tables)
     # when
-    first = book.record(_stamp("gate"), required=2)
-    repeat = book.record(_stamp("gate"), required=2)
-    second = book.record(_stamp("hall"), required=2)
-    third = book.record(_stamp("roof"), required=2)
+    state = ledger.read("acme", "rally", "nobody", "acme#rally#nobody#gate")
     # then
-    assert (first.new_stamp, first.completed_now) == (True, False)
-    assert (repeat.new_stamp, repeat.completed_now) == (False, False)
-    assert (second.new_stamp, second.completed_now) == (True, True)
-    assert (third.new_stamp, third.completed_now) == (True, False)
-    progress = book.progress("acme", "rally", "p1")
-    assert progress.checkpoint_ids == {"gate", "hall", "roof"} and progress.completed_at == NOW
+    assert state == ScanState(participant=None, progress=Progress("acme", "rally", "nobody"))
 
 
-def test_dynamo_stamp_book_two_checkpoints_at_once_complete_exactly_once(tables):
-    # given: many participants, each scanned at both checkpoints at the same moment
-    book = DynamoStampBook(tables)
-    participants = [f"p{i}" for i in range(8)]
-    work = [_stamp(cp, p) for p in participants for cp in ("gate", "hall")]
-    barrier = threading.Barrier(len(work))
-
-    def record(stamp: Stamp):
-        barrier.wait()
-        return stamp.participant_id, book.record(stamp, required=2)
-
-    # when
-    with ThreadPoolExecutor(len(work)) as pool:
-        outcomes = list(pool.map(record, work))
-    # then
-    for participant in participants:
-        mine = [o for p, o in outcomes if p == participant]
-        assert sum(o.new_stamp for o in mine) == 2
-        assert sum(o.completed_now for o in mine) == 1
-        assert book.progress("acme", "rally", participant).stamps == 2
-
-
-def test_dynamo_stamp_book_same_scan_twice_at_once_is_one_stamp(tables):
+def test_dynamo_ledger_commits_all_or_nothing(tables):
     # given
-    book = DynamoStampBook(tables)
-    barrier = threading.Barrier(6)
-
-    def record(_: int):
-        barrier.wait()
-        return book.record(_stamp("gate"), required=2)
-
-    # when
-    with ThreadPoolExecutor(6) as pool:
-        outcomes = list(pool.map(record, range(6)))
+    ledger, book, log = DynamoScanLedger(tables), DynamoStampBook(tables), DynamoHistoryLog(tables)
+    DynamoParticipantRepository(tables).add(
+        Participant("acme", "rally", "p1", "Ann", Consent(True, NOW, "v1"), NOW)
+    )
+    # when: the first scan commits; a second one that read the same state does not
+    first = ledger.commit(_write("gate", cooldown=0))
+    lost = ledger.commit(_write("gate", at=NOW + timedelta(seconds=1), cooldown=0))
     # then
-    assert sum(o.new_stamp for o in outcomes) == 1
+    assert (first, lost) == (True, False)
+    state = ledger.read("acme", "rally", "p1", "acme#rally#p1#gate")
+    assert state.participant is not None and state.participant.nickname == "Ann"
+    assert state.progress.checkpoint_ids == {"gate"} and state.version == 1
+    assert state.cooldown_until == NOW  # the lost write's cooldown was not written either
     assert len(book.stamps("acme", "rally", "p1")) == 1
-    assert book.progress("acme", "rally", "p1").stamps == 1
+    assert len(log.list("acme", "rally").items) == 1
+    assert [i.kind for i in _outbox()] == ["stamp"]
+    assert _stream_inserts(tables) == 1  # the cancelled transaction left no stream record
+    # when: the next stamp, at the version read
+    second = ledger.commit(_write("hall", at=NOW + timedelta(seconds=2), version=1, stamped=("gate",)))
+    # then
+    assert second is True
+    progress = book.progress("acme", "rally", "p1")
+    assert progress.checkpoint_ids == {"gate", "hall"} and progress.completed_at == NOW + timedelta(seconds=2)
+
+
+def test_dynamo_ledger_cooldown_holds_then_expires(tables):
+    # given
+    ledger = DynamoScanLedger(tables)
+    # when / then: history-only writes (no stamp), each taking the same cooldown
+    assert ledger.commit(_write(None)) is True
+    assert ledger.commit(_write(None, at=NOW + timedelta(seconds=29))) is False
+    assert ledger.commit(_write(None, at=NOW + timedelta(seconds=30))) is True
+    assert ledger.read("acme", "rally", "p1", "acme#rally#p1#gate").cooldown_until == NOW + timedelta(
+        seconds=60
+    )
 
 
 def test_dynamo_stamp_book_delete_participant(tables):
     # given
-    book = DynamoStampBook(tables)
-    book.record(_stamp("gate"), required=3)
-    book.record(_stamp("hall"), required=3)
-    book.record(_stamp("gate", "p2"), required=3)
+    book, ledger = DynamoStampBook(tables), DynamoScanLedger(tables)
+    assert ledger.commit(_write("gate", cooldown=0))
+    assert ledger.commit(_write("hall", version=1, cooldown=0, stamped=("gate",)))
+    other = _write("gate", cooldown=0)
+    assert ledger.commit(replace(other, cooldown_key="p2", stamp=replace(_stamp("gate", "p2")), version=0))
     # when
     deleted = book.delete_participant("acme", "rally", "p1")
     # then
@@ -259,16 +304,6 @@ def test_dynamo_device_registry_lookup_and_revoke(tables):
         registry.revoke("other", "d1", NOW)
 
 
-def test_dynamo_cooldown_lock_holds_then_expires(tables):
-    # given
-    lock = DynamoCooldownLock(tables)
-    # when / then
-    assert lock.acquire("k", NOW, 30) is True
-    assert lock.acquire("k", NOW + timedelta(seconds=29), 30) is False
-    assert lock.acquire("k", NOW + timedelta(seconds=30), 30) is True
-    assert lock.acquire("other", NOW, 30) is True
-
-
 @pytest.fixture
 def queue_url(tables) -> str:
     return str(aws.client("sqs").create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"])
@@ -287,13 +322,21 @@ def services(tables, queue_url) -> tuple[Services, InMemoryFaceAnalyzer, FixedCl
     return wired, faces, clock
 
 
+def _relay(tables: DynamoTables, queue_url: str) -> int:
+    """Run the outbox relay over the outbox table's stream once, as Lambda would; records read."""
+    arn = stream_arns(tables.prefix)["outbox"]
+    sender = SqsSender({"notifications": queue_url})
+    pump = EventPump({}, stream_consumers={})
+    return pump.poll_stream_once(arn, functools.partial(relay, sender=sender))
+
+
 def _receive(queue_url: str) -> list[dict[str, Any]]:
     sqs = aws.client("sqs")
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
     return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
 
 
-def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(services, make_campaign, queue_url):
+def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(tables, services, make_campaign, queue_url):
     # given
     wired, faces, clock = services
     make_campaign()
@@ -313,6 +356,8 @@ def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(services, make_camp
     assert (first.new_stamp, first.stamps, first.completed) == (True, 1, False)
     assert (second.new_stamp, second.stamps, second.completed) == (True, 2, True)
     assert repeat.reason == "cooldown" and repeat.already_stamped
+    assert _receive(queue_url) == []  # the jobs wait in the outbox until the relay runs
+    assert _relay(tables, queue_url) == 3
     jobs = _receive(queue_url)
     assert sorted((j["kind"], j["checkpoint_id"]) for j in jobs) == [
         ("completion", "hall"),
@@ -328,3 +373,82 @@ def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(services, make_camp
     # then
     assert receipt.verified and receipt.stamps_deleted == 2 and receipt.history_deleted == 3
     assert wired.list_history("acme", "rally").items == ()
+
+
+def _register_people(wired: Services, faces: InMemoryFaceAnalyzer, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        photo = f"person-{i}".encode()
+        faces.faces[photo] = unit_vector(*(1.0 if j == i else 0.0 for j in range(8)))
+        ids.append(
+            wired.register_participant(
+                Registration("acme", "rally", photo, f"P{i}", consent=True)
+            ).participant_id
+        )
+    return ids
+
+
+def test_two_checkpoints_scanning_the_same_people_at_once_complete_each_exactly_once(
+    tables, services, make_campaign, queue_url
+):
+    # given: 6 people, each scanned at both checkpoints at the same moment
+    wired, faces, _ = services
+    make_campaign()
+    people = _register_people(wired, faces, 6)
+    devices = {
+        cp: wired.authenticate_device(wired.register_device("acme", "rally", cp).key)
+        for cp in ("gate", "hall")
+    }
+    work = [(i, cp) for i in range(len(people)) for cp in devices]
+    barrier = threading.Barrier(len(work))
+
+    def scan(item: tuple[int, str]):
+        i, cp = item
+        barrier.wait()
+        return i, wired.record_scan(Scan(devices[cp], cp, photo=f"person-{i}".encode()))
+
+    # when
+    with ThreadPoolExecutor(len(work)) as pool:
+        results = list(pool.map(scan, work))
+    # then
+    book = DynamoStampBook(tables)
+    for i, participant_id in enumerate(people):
+        mine = [r for j, r in results if j == i]
+        assert sum(r.new_stamp for r in mine) == 2
+        assert sorted(r.stamps for r in mine) == [1, 2] and sum(r.completed for r in mine) == 1
+        assert book.progress("acme", "rally", participant_id).completed_at is not None
+    _relay(tables, queue_url)
+    kinds = [j["kind"] for j in _receive_all(queue_url)]
+    assert kinds.count("completion") == len(people) and kinds.count("stamp") == 2 * len(people)
+
+
+def test_the_same_scan_sent_six_times_at_once_is_one_stamp(tables, services, make_campaign, queue_url):
+    # given
+    wired, faces, _ = services
+    make_campaign()
+    (participant_id,) = _register_people(wired, faces, 1)
+    device = wired.authenticate_device(wired.register_device("acme", "rally", "gate").key)
+    barrier = threading.Barrier(6)
+
+    def scan(_: int):
+        barrier.wait()
+        return wired.record_scan(Scan(device, "gate", photo=b"person-0"))
+
+    # when
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(scan, range(6)))
+    # then
+    assert sum(r.new_stamp for r in results) == 1
+    assert all(r.recognised and r.stamps == 1 for r in results)
+    assert sorted(r.reason or "" for r in results) == [""] + ["cooldown"] * 5
+    assert len(DynamoStampBook(tables).stamps("acme", "rally", participant_id)) == 1
+    assert len(wired.list_history("acme", "rally").items) == 6
+    _relay(tables, queue_url)
+    assert [j["kind"] for j in _receive_all(queue_url)] == ["stamp"]
+
+
+def _receive_all(queue_url: str) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = []
+    while batch := _receive(queue_url):
+        jobs += batch
+    return jobs

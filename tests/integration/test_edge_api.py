@@ -18,17 +18,12 @@ import pytest
 from chalice.test import Client
 
 from eventface import bootstrap as bootstrap_module
+from eventface.adapters.dynamo_models import OutboxItem
 from eventface.adapters.memory import (
     FixedClock,
-    InMemoryCampaignRepository,
-    InMemoryCooldownLock,
-    InMemoryDeviceRegistry,
     InMemoryFaceAnalyzer,
     InMemoryGallery,
-    InMemoryHistoryLog,
-    InMemoryNotificationQueue,
-    InMemoryParticipantRepository,
-    InMemoryStampBook,
+    in_memory_ports,
     unit_vector,
 )
 from eventface.api import openapi
@@ -101,16 +96,7 @@ def make_world(monkeypatch: pytest.MonkeyPatch) -> Callable[..., World]:
         faces = RaisingAnalyzer(probe_error) if probe_error else InMemoryFaceAnalyzer(model_id=MODEL)
         services = bootstrap(
             Settings({**LIMITS, **settings}),
-            campaigns=InMemoryCampaignRepository(),
-            participants=InMemoryParticipantRepository(),
-            stamps=InMemoryStampBook(),
-            history=InMemoryHistoryLog(),
-            devices=InMemoryDeviceRegistry(),
-            gallery=InMemoryGallery(model_id=MODEL),
-            queue=InMemoryNotificationQueue(),
-            cooldown=InMemoryCooldownLock(),
-            faces=faces,
-            clock=FixedClock(NOW),
+            **in_memory_ports(gallery=InMemoryGallery(model_id=MODEL), faces=faces, clock=FixedClock(NOW)),
         )
         key, device_id = seed(services, faces)
         monkeypatch.setattr(bootstrap_module, "services", lambda: services)
@@ -349,11 +335,10 @@ def test_edge_scan_does_not_log_keys_or_images(world, caplog):
 
 @pytest.fixture
 def dynamo_services(table_prefix: str) -> Services:
-    """Services on the real DynamoDB adapters (moto in-process); gallery, queue and faces faked."""
+    """Services on the real DynamoDB adapters (moto in-process); gallery and faces faked."""
     return bootstrap(
         Settings({**LIMITS, "EVENTFACE_TABLE_PREFIX": table_prefix}),
         gallery=InMemoryGallery(model_id=MODEL),
-        queue=InMemoryNotificationQueue(),
         faces=InMemoryFaceAnalyzer(model_id=MODEL),
         clock=FixedClock(NOW),
     )
@@ -375,4 +360,4 @@ def test_edge_scan_flow_on_dynamo_stamps_then_already_stamped(dynamo_services, m
     assert first.status_code == 200, first.body
     assert first.json_body["new_stamp"] is True and first.json_body["stamps"] == 1
     assert second.json_body["already_stamped"] is True and second.json_body["stamps"] == 1
-    assert len(dynamo_services.deps.queue.jobs) == 1
+    assert [item.kind for item in OutboxItem.scan()] == ["stamp"]  # the job waits for the relay

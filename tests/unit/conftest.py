@@ -12,14 +12,14 @@ import pytest
 from eventface.adapters.memory import (
     FixedClock,
     InMemoryCampaignRepository,
-    InMemoryCooldownLock,
     InMemoryDeviceRegistry,
     InMemoryFaceAnalyzer,
     InMemoryGallery,
     InMemoryHistoryLog,
-    InMemoryNotificationQueue,
     InMemoryParticipantRepository,
+    InMemoryScanLedger,
     InMemoryStampBook,
+    in_memory_ports,
     unit_vector,
 )
 from eventface.bootstrap import Services, bootstrap
@@ -46,24 +46,16 @@ class World:
     history: InMemoryHistoryLog
     devices: InMemoryDeviceRegistry
     gallery: InMemoryGallery
-    queue: InMemoryNotificationQueue
+    ledger: InMemoryScanLedger
     faces: InMemoryFaceAnalyzer
 
 
 @pytest.fixture
 def world() -> World:
-    fakes: dict[str, Any] = {
-        "clock": FixedClock(START + timedelta(hours=1)),
-        "campaigns": InMemoryCampaignRepository(),
-        "participants": InMemoryParticipantRepository(),
-        "stamps": InMemoryStampBook(),
-        "history": InMemoryHistoryLog(),
-        "devices": InMemoryDeviceRegistry(),
-        "gallery": InMemoryGallery(threshold=0.9),
-        "queue": InMemoryNotificationQueue(),
-        "faces": InMemoryFaceAnalyzer(),
-    }
-    services = bootstrap(Settings({}), cooldown=InMemoryCooldownLock(), policy=Policy(), **fakes)
+    fakes: dict[str, Any] = in_memory_ports(
+        clock=FixedClock(START + timedelta(hours=1)), gallery=InMemoryGallery(threshold=0.9)
+    )
+    services = bootstrap(Settings({}), policy=Policy(), **fakes)
     return World(services=services, **fakes)
 
 

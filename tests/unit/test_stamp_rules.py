@@ -52,7 +52,7 @@ def test_record_scan_completes_exactly_once(world, make_campaign, make_participa
     third = scan_at(photo, "roof")
     # then
     assert [first.completed, second.completed, third.completed] == [False, True, True]
-    assert [j.kind for j in world.queue.jobs].count(JobKind.COMPLETION) == 1
+    assert [j.kind for j in world.ledger.jobs].count(JobKind.COMPLETION) == 1
     assert third.new_stamp and third.stamps == 3
 
 
@@ -64,7 +64,7 @@ def test_record_scan_queues_stamp_and_completion_jobs(world, make_campaign, make
     scan_at(photo, "gate")
     scan_at(photo, "hall")
     # then
-    jobs = world.queue.jobs
+    jobs = world.ledger.jobs
     assert [(j.kind, j.checkpoint_id, j.stamps) for j in jobs] == [
         (JobKind.STAMP, "gate", 1),
         (JobKind.STAMP, "hall", 2),
@@ -86,7 +86,7 @@ def test_record_scan_repeat_scan_queues_nothing(world, make_campaign, make_parti
     # when
     scan_at(photo, "gate")
     # then
-    assert len(world.queue.jobs) == 1
+    assert len(world.ledger.jobs) == 1
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_record_scan_refuses_outside_window_or_live_state(
     # then
     assert not result.recognised and not result.new_stamp
     assert result.reason == reason.value and result.message
-    assert world.queue.jobs == []
+    assert world.ledger.jobs == []
     assert [e.outcome for e in world.history.events] == [ScanOutcome.REFUSED]
 
 
@@ -188,7 +188,7 @@ def test_record_scan_unknown_face_is_recorded(world, make_campaign, make_partici
     assert event.outcome is ScanOutcome.UNKNOWN and event.participant_id is None
     assert event.similarity == pytest.approx(0.0) and event.threshold == 0.9
     assert event.expires_at == event.at + timedelta(hours=72)
-    assert world.queue.jobs == []
+    assert world.ledger.jobs == []
 
 
 def test_record_scan_no_face_is_recorded(world, make_campaign, scan_at):

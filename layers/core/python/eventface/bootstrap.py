@@ -30,13 +30,12 @@ from eventface.domain.model import (
 from eventface.ports import (
     CampaignRepository,
     Clock,
-    CooldownLock,
     DeviceRegistry,
     FaceAnalyzer,
     GalleryPort,
     HistoryLog,
-    NotificationQueue,
     ParticipantRepository,
+    ScanLedger,
     StampBook,
 )
 from eventface.services import campaigns as campaign_service
@@ -60,8 +59,7 @@ PORTS: Final = (
     "history",
     "devices",
     "gallery",
-    "queue",
-    "cooldown",
+    "ledger",
     "faces",
     "clock",
     "policy",
@@ -150,22 +148,13 @@ class Container:
         return CachedDeviceRegistry(registry, TtlCache(ttl)) if ttl > 0 else registry
 
     @property
-    def cooldown(self) -> CooldownLock:
-        return self._get("cooldown", self._make_cooldown)
+    def ledger(self) -> ScanLedger:
+        return self._get("ledger", self._make_ledger)
 
-    def _make_cooldown(self) -> CooldownLock:
-        from eventface.adapters.dynamo_repositories import DynamoCooldownLock
+    def _make_ledger(self) -> ScanLedger:
+        from eventface.adapters.dynamo_repositories import DynamoScanLedger
 
-        return DynamoCooldownLock(self._tables())
-
-    @property
-    def queue(self) -> NotificationQueue:
-        return self._get("queue", self._make_queue)
-
-    def _make_queue(self) -> NotificationQueue:
-        from eventface.adapters.sqs_queue import SqsNotificationQueue
-
-        return SqsNotificationQueue(self.settings.notification_queue_url)
+        return DynamoScanLedger(self._tables())
 
     @property
     def gallery(self) -> GalleryPort:
@@ -314,7 +303,7 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Services:
         Defaults to the process settings (environment snapshot).
     **overrides
         Port name (``campaigns``, ``participants``, ``stamps``, ``history``, ``devices``,
-        ``gallery``, ``queue``, ``cooldown``, ``faces``, ``clock``, ``policy``) → adapter.
+        ``gallery``, ``ledger``, ``faces``, ``clock``, ``policy``) → adapter.
     """
     return Services(Container(settings or get_settings(), overrides))
 

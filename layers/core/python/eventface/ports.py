@@ -1,6 +1,6 @@
 """Ports: what the services need from the outside world, by role (``typing.Protocol``).
 
-Adapters implement them technology-first (``DynamoStampBook``, ``SqsNotificationQueue``); the
+Adapters implement them technology-first (``DynamoStampBook``, ``DynamoScanLedger``); the
 in-memory fakes (``eventface.adapters.memory``) implement them for tests and the demo.
 """
 
@@ -13,14 +13,14 @@ from eventface.domain.model import (
     Campaign,
     Device,
     Identification,
-    NotificationJob,
     Page,
     Participant,
     Probe,
     Progress,
     RecognitionEvent,
+    ScanState,
+    ScanWrite,
     Stamp,
-    StampOutcome,
     Template,
 )
 
@@ -75,14 +75,7 @@ class ParticipantRepository(Protocol):
 
 
 class StampBook(Protocol):
-    def record(self, stamp: Stamp, required: int) -> StampOutcome:
-        """Record a stamp and update the progress atomically.
-
-        At most one stamp per participant and checkpoint (a repeat is ``new_stamp=False``, not an
-        error); ``completed_now`` is True for exactly one stamp per participant, the one that
-        reaches ``required``, even under concurrent calls.
-        """
-        ...
+    """Reading and erasing stamps; they are written by :class:`ScanLedger`."""
 
     def progress(self, tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
         """The participant's progress (empty if no stamp yet)."""
@@ -146,23 +139,31 @@ class GalleryPort(Protocol):
         """Remove every template of the participant; True if the gallery existed."""
         ...
 
+    def prefetch(self, gallery_id: str) -> None:
+        """Start bringing the gallery up to date in the background (the next identify of it
+        waits for that instead of revalidating again); failures surface in identify."""
+        ...
+
     def identify(self, gallery_id: str, probe: Probe, fmr_per_scan: float) -> Identification:
         """The participant whose templates best match ``probe``, if above the open-set threshold
         for this gallery's size; InvalidInputError if the probe's model differs."""
         ...
 
 
-class NotificationQueue(Protocol):
-    def put(self, job: NotificationJob) -> None:
-        """Enqueue a job for the push sender."""
+class ScanLedger(Protocol):
+    """The hot path's persistence: one read and one atomic write per recognised scan."""
+
+    def read(self, tenant_id: str, campaign_id: str, participant_id: str, cooldown_key: str) -> ScanState:
+        """The participant, their progress and version, and the cooldown of ``cooldown_key``, in
+        one strongly consistent round trip."""
         ...
 
+    def commit(self, write: ScanWrite) -> bool:
+        """Write all of ``write`` or nothing.
 
-class CooldownLock(Protocol):
-    def acquire(self, key: str, now: datetime, seconds: int) -> bool:
-        """True (and hold ``key`` for ``seconds``) unless it is held already.
-
-        Locks hold only ids and expire by themselves (TTL), so erasure does not need to remove them.
+        False (nothing written) when a scan that read the same state committed first: the
+        cooldown was taken, the stamp exists or the progress moved past ``write.version``. The
+        caller reads again and decides again.
         """
         ...
 

@@ -1,7 +1,7 @@
 """DynamoDB schema: the pynamodb models are the one source of the tables.
 
 Design: **a few tables, one per aggregate** (``<prefix>-campaigns``, ``-participants``, ``-stamps``,
-``-history``, ``-devices``, ``-cooldowns``), rather than one single table. Why:
+``-history``, ``-devices``, ``-cooldowns``, ``-outbox``), rather than one single table. Why:
 
 - pynamodb maps one model to one key schema; a single table would need one catch-all model with
   every attribute nullable, and lose the typed models that are the point of the schema source.
@@ -9,7 +9,8 @@ Design: **a few tables, one per aggregate** (``<prefix>-campaigns``, ``-particip
   and cooldown locks (seconds) expire; campaigns and devices never do.
 - Least privilege per function: the edge function writes stamps, history and cooldowns and reads
   campaigns, participants and devices; IAM policies follow table ARNs.
-- Every transaction we need (stamp + progress) stays inside one table anyway.
+- A scan's one TransactWrite spans tables anyway (history event, cooldown, stamp, progress,
+  outbox jobs): transactions are not limited to one table.
 
 Access patterns (every one a GetItem, a Query on a key or GSI, a conditional write or a
 TransactWrite; never a Scan):
@@ -21,13 +22,16 @@ campaign by id / tenant's campaigns   campaigns: tenant_id + campaign_id / Query
 participant by id / list (paged)      participants: ``tenant#campaign`` + participant_id
 progress / stamps / erase stamps      stamps: ``tenant#campaign#participant`` + ``progress``
                                       or ``stamp#<checkpoint>`` (Query the partition)
-stamp once, completion exactly once   TransactWrite: put stamp if absent + put progress if
-                                      its version is unchanged (progress carries completion)
+what a scan decides on               BatchGetItem (consistent): participant, progress, cooldown
+stamp once, completion exactly once   TransactWrite: history event + cooldown if absent or
+                                      expired + stamp if absent + progress if its version is
+                                      unchanged (progress carries completion) + outbox jobs
 history of a campaign, newest first   history: ``tenant#campaign`` + ``<iso time>#<event id>``
 history of a participant (erasure)    history GSI ``by_participant`` (sparse: matched only)
 device by key hash (authentication)   devices: key_hash (strongly consistent GetItem)
 device by id (revoke, list)           devices GSI ``by_tenant``: tenant_id + device_id
 cooldown lock                         cooldowns: lock_key, put if absent or expired
+outbox (jobs to queue)                outbox: message_id; its stream feeds the outbox relay
 ====================================  =====================================================
 
 Table names come from the settings (``EVENTFACE_TABLE_PREFIX``): :func:`bind` points the models
@@ -193,6 +197,25 @@ class CooldownItem(Model):
     expires = TTLAttribute()
 
 
+class OutboxItem(Model):
+    """A queue message waiting for the relay, written in the same transaction as the fact it
+    announces (a stamp, a completion). The table's stream (new images) feeds the outbox relay,
+    which sends the message to its queue; ``expires`` removes the item a day later."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-outbox"
+        billing_mode = BILLING
+        stream_view_type = "NEW_IMAGE"
+
+    message_id = UnicodeAttribute(hash_key=True)  # the job id: one item per fact
+    queue = UnicodeAttribute()  # logical queue name, e.g. "notifications"
+    body = UnicodeAttribute()
+    group_id = UnicodeAttribute()  # FIFO message group (per participant: pushes stay in order)
+    kind = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    expires = TTLAttribute()
+
+
 MODELS: Final[dict[str, type[Model]]] = {
     "campaigns": CampaignItem,
     "participants": ParticipantItem,
@@ -200,9 +223,10 @@ MODELS: Final[dict[str, type[Model]]] = {
     "history": HistoryItem,
     "devices": DeviceItem,
     "cooldowns": CooldownItem,
+    "outbox": OutboxItem,
 }
 #: Tables whose items expire (TTL enabled on creation).
-TTL_TABLES: Final = frozenset({"history", "cooldowns"})
+TTL_TABLES: Final = frozenset({"history", "cooldowns", "outbox"})
 _bind_lock = threading.Lock()
 
 

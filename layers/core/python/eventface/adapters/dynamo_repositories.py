@@ -1,9 +1,10 @@
 """DynamoDB adapters of the repository ports (pynamodb models of :mod:`dynamo_models`).
 
 Invariants are enforced by DynamoDB, not by reading first: conditional puts for creation and
-optimistic locking, and one TransactWrite for a stamp and the progress it changes, so that a
-participant gets at most one stamp per checkpoint and completes exactly once under any
-concurrency. pynamodb and botocore errors are translated by error code into domain errors.
+optimistic locking, and one TransactWrite per recognised scan (history event, cooldown, stamp,
+progress, outbox jobs), so that a participant gets at most one stamp per checkpoint and completes
+exactly once under any concurrency. pynamodb and botocore errors are translated by error code
+into domain errors.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -25,10 +28,12 @@ from eventface.adapters.dynamo_models import (
     CooldownItem,
     DeviceItem,
     HistoryItem,
+    OutboxItem,
     ParticipantItem,
     StampItem,
     bind,
 )
+from eventface.adapters.sqs_queue import job_message
 from eventface.domain.errors import (
     AlreadyExistsError,
     DependencyError,
@@ -49,16 +54,18 @@ from eventface.domain.model import (
     Progress,
     RecognitionEvent,
     ScanOutcome,
+    ScanState,
+    ScanWrite,
     Stamp,
-    StampOutcome,
 )
 
 CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _PROGRESS: Final = "progress"
 _STAMP: Final = "stamp#"
-#: Lost optimistic races on one participant's progress before giving up (two checkpoints at the
-#: same instant lose at most once each; this bound is for pathological contention).
-MAX_STAMP_ATTEMPTS: Final = 25
+#: A cooldown lock's item outlives its ``until`` by this much before TTL may delete it.
+COOLDOWN_TTL_SLACK_SECONDS: Final = 60
+#: Outbox items are relayed within seconds; TTL removes them after this.
+OUTBOX_TTL: Final = timedelta(days=1)
 _TRANSIENT_CODES: Final = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -84,6 +91,12 @@ def _translate(exc: PynamoDBException, what: str) -> EventfaceError:
         return DependencyError(f"{what}: the table does not exist; create the tables (create_tables) first")
     hint = "retry later" if code in _TRANSIENT_CODES else "retry later; if it persists, check the service"
     return DependencyError(f"{what} failed in DynamoDB ({code or type(exc).__name__}): {hint}")
+
+
+def _client_error(exc: ClientError | BotoCoreError, what: str) -> DependencyError:
+    """A domain error for a failed raw botocore call (the few made without pynamodb)."""
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    return DependencyError(f"{what} failed in DynamoDB ({code or type(exc).__name__}): retry later")
 
 
 def _join(*parts: str) -> str:
@@ -298,66 +311,23 @@ class DynamoParticipantRepository:
 # ------------------------------------------------------------------------------------- stamps
 
 
+def _to_progress(tenant_id: str, campaign_id: str, participant_id: str, item: StampItem | None) -> Progress:
+    if item is None:
+        return Progress(tenant_id, campaign_id, participant_id)
+    return Progress(
+        tenant_id,
+        campaign_id,
+        participant_id,
+        checkpoint_ids=frozenset(item.checkpoint_ids or ()),
+        completed_at=item.completed_at,
+    )
+
+
 class DynamoStampBook:
-    """Stamps and progress in one partition per participant, written in one transaction."""
+    """Stamps and progress in one partition per participant (written by :class:`DynamoScanLedger`)."""
 
     def __init__(self, tables: DynamoTables) -> None:
         self._tables = tables
-
-    def record(self, stamp: Stamp, required: int) -> StampOutcome:
-        key = _join(stamp.tenant_id, stamp.campaign_id, stamp.participant_id)
-        for _ in range(MAX_STAMP_ATTEMPTS):
-            current = self._progress_item(key)
-            progress = self._to_progress(stamp.tenant_id, stamp.campaign_id, stamp.participant_id, current)
-            if stamp.checkpoint_id in progress.checkpoint_ids:
-                return StampOutcome(new_stamp=False, completed_now=False, progress=progress)
-            checkpoints = progress.checkpoint_ids | {stamp.checkpoint_id}
-            completes = progress.completed_at is None and len(checkpoints) >= required
-            after = replace(
-                progress,
-                checkpoint_ids=checkpoints,
-                completed_at=stamp.at if completes else progress.completed_at,
-            )
-            if self._commit(key, stamp, after, current):
-                return StampOutcome(new_stamp=True, completed_now=completes, progress=after)
-        raise StateConflictError(
-            f"too many concurrent scans for participant {stamp.participant_id}: scan again in a moment"
-        )
-
-    def _commit(self, key: str, stamp: Stamp, after: Progress, current: StampItem | None) -> bool:
-        """Put the stamp (if absent) and the progress (if unchanged); False if the progress moved."""
-        version = int(current.version) if current is not None and current.version is not None else 0
-        stamp_item = StampItem(
-            key,
-            _STAMP + stamp.checkpoint_id,
-            at=stamp.at,
-            checkpoint_id=stamp.checkpoint_id,
-            device_id=stamp.device_id,
-        )
-        progress_item = StampItem(
-            key,
-            _PROGRESS,
-            checkpoint_ids=set(after.checkpoint_ids),
-            completed_at=after.completed_at,
-            version=version + 1,
-        )
-        progress_condition = (
-            StampItem.sk.does_not_exist() if current is None else StampItem.version == version
-        )
-        try:
-            with TransactWrite(connection=self._tables.connection) as transaction:
-                transaction.save(stamp_item, condition=StampItem.sk.does_not_exist())
-                transaction.save(progress_item, condition=progress_condition)
-        except TransactWriteError as exc:
-            reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
-            if _code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
-                # The stamp exists (a concurrent duplicate) or the progress moved: re-read and
-                # decide again; the re-read sees the checkpoint in the progress if it was stamped.
-                return False
-            if _code(exc) == "TransactionConflictException" or "TransactionConflict" in reasons:
-                return False
-            raise _translate(exc, "recording the stamp") from exc
-        return True
 
     @staticmethod
     def _progress_item(key: str) -> StampItem | None:
@@ -368,23 +338,9 @@ class DynamoStampBook:
         except PynamoDBException as exc:
             raise _translate(exc, "reading the progress") from exc
 
-    @staticmethod
-    def _to_progress(
-        tenant_id: str, campaign_id: str, participant_id: str, item: StampItem | None
-    ) -> Progress:
-        if item is None:
-            return Progress(tenant_id, campaign_id, participant_id)
-        return Progress(
-            tenant_id,
-            campaign_id,
-            participant_id,
-            checkpoint_ids=frozenset(item.checkpoint_ids or ()),
-            completed_at=item.completed_at,
-        )
-
     def progress(self, tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
         key = _join(tenant_id, campaign_id, participant_id)
-        return self._to_progress(tenant_id, campaign_id, participant_id, self._progress_item(key))
+        return _to_progress(tenant_id, campaign_id, participant_id, self._progress_item(key))
 
     def _partition(self, tenant_id: str, campaign_id: str, participant_id: str) -> list[StampItem]:
         try:
@@ -451,30 +407,34 @@ def _event_from_item(item: HistoryItem) -> RecognitionEvent:
     )
 
 
+def _history_item(event: RecognitionEvent) -> HistoryItem:
+    participant_key = (
+        _join(event.tenant_id, event.campaign_id, event.participant_id) if event.participant_id else None
+    )
+    return HistoryItem(
+        _join(event.tenant_id, event.campaign_id),
+        _history_sk(event),
+        event_id=event.event_id,
+        at=event.at,
+        device_id=event.device_id,
+        checkpoint_id=event.checkpoint_id,
+        outcome=event.outcome.value,
+        participant_key=participant_key,
+        participant_id=event.participant_id,
+        similarity=event.similarity,
+        threshold=event.threshold,
+        masked=event.masked,
+        reason=event.reason,
+        expires=event.expires_at,
+    )
+
+
 class DynamoHistoryLog:
     def __init__(self, tables: DynamoTables) -> None:
         self._tables = tables
 
     def record(self, event: RecognitionEvent) -> None:
-        participant_key = (
-            _join(event.tenant_id, event.campaign_id, event.participant_id) if event.participant_id else None
-        )
-        item = HistoryItem(
-            _join(event.tenant_id, event.campaign_id),
-            _history_sk(event),
-            event_id=event.event_id,
-            at=event.at,
-            device_id=event.device_id,
-            checkpoint_id=event.checkpoint_id,
-            outcome=event.outcome.value,
-            participant_key=participant_key,
-            participant_id=event.participant_id,
-            similarity=event.similarity,
-            threshold=event.threshold,
-            masked=event.masked,
-            reason=event.reason,
-            expires=event.expires_at,
-        )
+        item = _history_item(event)
         try:
             item.save()
         except PynamoDBException as exc:
@@ -589,24 +549,137 @@ class DynamoDeviceRegistry:
         return _device_from_item(item)
 
 
-# ----------------------------------------------------------------------------------- cooldown
+# ------------------------------------------------------------------------------------- ledger
+
+#: BatchGetItem rounds for keys DynamoDB left unprocessed (throttling) before giving up.
+_BATCH_GET_ROUNDS: Final = 5
 
 
-class DynamoCooldownLock:
-    """A lock item per key, taken with one conditional put (absent, or expired by ``until``)."""
+class DynamoScanLedger:
+    """A recognised scan's one read (BatchGetItem, strongly consistent) and one TransactWrite.
+
+    The write holds the history event, the cooldown lock (if absent or expired), and for a new
+    stamp the stamp (if absent), the progress (if its version is unchanged) and the notification
+    jobs as outbox items: all or nothing, so a lost race leaves no trace and a stamp never exists
+    without its jobs.
+    """
 
     def __init__(self, tables: DynamoTables) -> None:
         self._tables = tables
 
-    def acquire(self, key: str, now: datetime, seconds: int) -> bool:
-        stamp = now.timestamp()
-        item = CooldownItem(
-            key, until=stamp + seconds, expires=datetime.fromtimestamp(stamp + seconds + 60, tz=UTC)
+    def read(self, tenant_id: str, campaign_id: str, participant_id: str, cooldown_key: str) -> ScanState:
+        participant_key = _join(tenant_id, campaign_id, participant_id)
+        wanted: dict[str, Any] = {
+            ParticipantItem.Meta.table_name: {
+                "Keys": [
+                    {
+                        "campaign_key": {"S": _join(tenant_id, campaign_id)},
+                        "participant_id": {"S": participant_id},
+                    }
+                ],
+                "ConsistentRead": True,
+            },
+            StampItem.Meta.table_name: {
+                "Keys": [{"participant_key": {"S": participant_key}, "sk": {"S": _PROGRESS}}],
+                "ConsistentRead": True,
+            },
+            CooldownItem.Meta.table_name: {
+                "Keys": [{"lock_key": {"S": cooldown_key}}],
+                "ConsistentRead": True,
+            },
+        }
+        found: dict[str, list[dict[str, Any]]] = {}
+        client = self._tables.connection.client
+        for attempt in range(_BATCH_GET_ROUNDS):
+            try:
+                answer = client.batch_get_item(RequestItems=wanted)
+            except (ClientError, BotoCoreError) as exc:
+                raise _client_error(exc, "reading the participant's progress") from exc
+            for table, items in answer.get("Responses", {}).items():
+                found.setdefault(table, []).extend(items)
+            wanted = answer.get("UnprocessedKeys") or {}
+            if not wanted:
+                break
+            time.sleep(0.01 * 2**attempt)
+        else:
+            raise DependencyError("reading the participant's progress was throttled by DynamoDB: retry later")
+        participants = found.get(ParticipantItem.Meta.table_name, [])
+        progress = found.get(StampItem.Meta.table_name, [])
+        cooldowns = found.get(CooldownItem.Meta.table_name, [])
+        progress_item = StampItem.from_raw_data(progress[0]) if progress else None
+        cooldown = CooldownItem.from_raw_data(cooldowns[0]) if cooldowns else None
+        return ScanState(
+            participant=_participant_from_item(ParticipantItem.from_raw_data(participants[0]))
+            if participants
+            else None,
+            progress=_to_progress(tenant_id, campaign_id, participant_id, progress_item),
+            version=int(progress_item.version or 0) if progress_item is not None else 0,
+            cooldown_until=datetime.fromtimestamp(float(cooldown.until), tz=UTC) if cooldown else None,
         )
+
+    def commit(self, write: ScanWrite) -> bool:
+        now = write.event.at.timestamp()
+        until = write.cooldown_until.timestamp()
         try:
-            item.save(condition=CooldownItem.lock_key.does_not_exist() | (CooldownItem.until <= stamp))
-        except PynamoDBException as exc:
-            if _code(exc) == CONDITION_FAILED:
+            with TransactWrite(connection=self._tables.connection) as transaction:
+                transaction.save(_history_item(write.event))
+                transaction.save(
+                    CooldownItem(
+                        write.cooldown_key,
+                        until=until,
+                        expires=datetime.fromtimestamp(until + COOLDOWN_TTL_SLACK_SECONDS, tz=UTC),
+                    ),
+                    condition=CooldownItem.lock_key.does_not_exist() | (CooldownItem.until <= now),
+                )
+                if write.stamp is not None:
+                    self._stamp(transaction, write)
+        except TransactWriteError as exc:
+            reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
+            if _code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+                return False  # another scan of this participant committed first
+            if _code(exc) == "TransactionConflictException" or "TransactionConflict" in reasons:
                 return False
-            raise _translate(exc, "taking the cooldown lock") from exc
+            raise _translate(exc, "recording the scan") from exc
         return True
+
+    @staticmethod
+    def _stamp(transaction: TransactWrite, write: ScanWrite) -> None:
+        stamp, after = write.stamp, write.progress
+        if stamp is None or after is None:
+            raise ValueError("a stamp is written with the progress it leads to")
+        key = _join(stamp.tenant_id, stamp.campaign_id, stamp.participant_id)
+        transaction.save(
+            StampItem(
+                key,
+                _STAMP + stamp.checkpoint_id,
+                at=stamp.at,
+                checkpoint_id=stamp.checkpoint_id,
+                device_id=stamp.device_id,
+            ),
+            condition=StampItem.sk.does_not_exist(),
+        )
+        transaction.save(
+            StampItem(
+                key,
+                _PROGRESS,
+                checkpoint_ids=set(after.checkpoint_ids),
+                completed_at=after.completed_at,
+                version=write.version + 1,
+            ),
+            condition=StampItem.sk.does_not_exist()
+            if write.version == 0
+            else StampItem.version == write.version,
+        )
+        for job in write.jobs:
+            message = job_message(job)
+            transaction.save(
+                OutboxItem(
+                    message.message_id,
+                    queue=message.queue,
+                    body=message.body,
+                    group_id=message.group_id,
+                    kind=message.kind,
+                    created_at=job.created_at,
+                    expires=job.created_at + OUTBOX_TTL,
+                )
+            )

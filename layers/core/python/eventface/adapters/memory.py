@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from eventface.domain.errors import (
     AlreadyExistsError,
@@ -33,8 +33,9 @@ from eventface.domain.model import (
     Probe,
     Progress,
     RecognitionEvent,
+    ScanState,
+    ScanWrite,
     Stamp,
-    StampOutcome,
     Template,
 )
 
@@ -151,24 +152,22 @@ class InMemoryStampBook:
     def __init__(self) -> None:
         self._stamps: dict[tuple[str, str, str, str], Stamp] = {}
         self._progress: dict[tuple[str, str, str], Progress] = {}
+        self._versions: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
 
-    def record(self, stamp: Stamp, required: int) -> StampOutcome:
+    def version(self, tenant_id: str, campaign_id: str, participant_id: str) -> int:
+        return self._versions.get((tenant_id, campaign_id, participant_id), 0)
+
+    def put(self, stamp: Stamp, progress: Progress, version: int) -> bool:
+        """Store ``stamp`` and ``progress`` if the stamp is new and the progress at ``version``."""
         with self._lock:
             who = (stamp.tenant_id, stamp.campaign_id, stamp.participant_id)
-            progress = self._progress.get(who) or Progress(*who)
-            if (*who, stamp.checkpoint_id) in self._stamps:
-                return StampOutcome(new_stamp=False, completed_now=False, progress=progress)
+            if (*who, stamp.checkpoint_id) in self._stamps or self._versions.get(who, 0) != version:
+                return False
             self._stamps[(*who, stamp.checkpoint_id)] = stamp
-            checkpoints = progress.checkpoint_ids | {stamp.checkpoint_id}
-            completes = progress.completed_at is None and len(checkpoints) >= required
-            progress = replace(
-                progress,
-                checkpoint_ids=checkpoints,
-                completed_at=stamp.at if completes else progress.completed_at,
-            )
             self._progress[who] = progress
-            return StampOutcome(new_stamp=True, completed_now=completes, progress=progress)
+            self._versions[who] = version + 1
+            return True
 
     def progress(self, tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
         who = (tenant_id, campaign_id, participant_id)
@@ -185,6 +184,7 @@ class InMemoryStampBook:
             for key in keys:
                 del self._stamps[key]
             self._progress.pop(who, None)
+            self._versions.pop(who, None)
             return len(keys)
 
 
@@ -265,6 +265,9 @@ class InMemoryGallery:
             people.pop(participant_id, None)
             return True
 
+    def prefetch(self, gallery_id: str) -> None:
+        return None
+
     def identify(self, gallery_id: str, probe: Probe, fmr_per_scan: float) -> Identification:
         if probe.model_id != self.model_id:
             raise InvalidInputError(
@@ -285,28 +288,65 @@ class InMemoryGallery:
         return Identification(participant_id=matched, similarity=best[0], threshold=self.threshold)
 
 
-class InMemoryNotificationQueue:
-    def __init__(self) -> None:
+class InMemoryScanLedger:
+    """The scan's read and atomic write over the in-memory participants, stamps and history;
+    ``jobs`` is the outbox (what the relay would put on the queue)."""
+
+    def __init__(
+        self,
+        participants: InMemoryParticipantRepository,
+        stamps: InMemoryStampBook,
+        history: InMemoryHistoryLog,
+    ) -> None:
+        self._participants = participants
+        self._stamps = stamps
+        self._history = history
+        self._cooldowns: dict[str, datetime] = {}
         self.jobs: list[NotificationJob] = []
         self._lock = threading.Lock()
 
-    def put(self, job: NotificationJob) -> None:
+    def read(self, tenant_id: str, campaign_id: str, participant_id: str, cooldown_key: str) -> ScanState:
         with self._lock:
-            self.jobs.append(job)
+            who = (tenant_id, campaign_id, participant_id)
+            return ScanState(
+                participant=self._participants.find(*who),
+                progress=self._stamps.progress(*who),
+                version=self._stamps.version(*who),
+                cooldown_until=self._cooldowns.get(cooldown_key),
+            )
 
-
-class InMemoryCooldownLock:
-    def __init__(self) -> None:
-        self._until: dict[str, datetime] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, key: str, now: datetime, seconds: int) -> bool:
+    def commit(self, write: ScanWrite) -> bool:
         with self._lock:
-            held = self._until.get(key)
-            if held is not None and held > now:
+            held = self._cooldowns.get(write.cooldown_key)
+            if held is not None and held > write.event.at:
                 return False
-            self._until[key] = now + timedelta(seconds=seconds)
+            stamp, progress = write.stamp, write.progress
+            if stamp is not None and (
+                progress is None or not self._stamps.put(stamp, progress, write.version)
+            ):
+                return False
+            self._cooldowns[write.cooldown_key] = write.cooldown_until
+            self._history.record(write.event)
+            self.jobs.extend(write.jobs)
             return True
+
+
+def in_memory_ports(**overrides: Any) -> dict[str, Any]:
+    """A fake for every port, the ledger wired to the same participants, stamps and history;
+    ``overrides`` (port name -> fake) replace the defaults and are wired in too."""
+    ports: dict[str, Any] = {
+        "clock": FixedClock(),
+        "campaigns": InMemoryCampaignRepository(),
+        "participants": InMemoryParticipantRepository(),
+        "stamps": InMemoryStampBook(),
+        "history": InMemoryHistoryLog(),
+        "devices": InMemoryDeviceRegistry(),
+        "gallery": InMemoryGallery(),
+        "faces": InMemoryFaceAnalyzer(),
+        **overrides,
+    }
+    ports.setdefault("ledger", InMemoryScanLedger(ports["participants"], ports["stamps"], ports["history"]))
+    return ports
 
 
 def unit_vector(*values: float) -> tuple[float, ...]:

@@ -1,8 +1,10 @@
 """S3GalleryPort: the GalleryPort over S3GalleryStore (writes) and CachedGallery (reads).
 
 One gallery per campaign (``<tenant>/<campaign>``), one CachedGallery per gallery kept for the
-life of the process. identify uses ``GalleryIndex.identify``, so the open-set threshold follows
-the gallery's size and the accepted false-match rate per scan.
+life of the process. ``prefetch`` revalidates it on a background thread, so a scan's conditional
+GET of the manifest overlaps the face engine (onnxruntime and OpenCV release the GIL). identify
+uses ``GalleryIndex.identify``, so the open-set threshold follows the gallery's size and the
+accepted false-match rate per scan.
 
 Only plain templates enter the searched gallery: the synthetic masked template scores worse on
 its own than the plain one (face_engine.matching), and adding it would double N (raising the
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from eventface.adapters.gallery_cache import CachedGallery
 from eventface.adapters.s3_gallery import GalleryError, GalleryNotFoundError, S3GalleryStore
 from eventface.domain.errors import DependencyError, InvalidInputError
 from eventface.domain.model import Identification, Probe, Template
+from face_engine.index import GalleryIndex
 from face_engine.shard import Shard
 
 
@@ -50,6 +54,9 @@ class S3GalleryPort:
         self._spill_dir = spill_dir
         self._galleries: dict[str, CachedGallery] = {}
         self._lock = threading.Lock()
+        # One thread: a prefetch is I/O (a conditional GET) overlapping the engine's compute.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gallery-prefetch")
+        self._pending: dict[str, Future[GalleryIndex]] = {}
 
     def _cached(self, gallery_id: str) -> CachedGallery:
         with self._lock:
@@ -89,9 +96,25 @@ class S3GalleryPort:
             raise DependencyError(f"deleting the templates failed ({exc}): retry the erasure") from exc
         return True
 
+    def prefetch(self, gallery_id: str) -> None:
+        cached = self._cached(gallery_id)
+        with self._lock:
+            if gallery_id not in self._pending:
+                self._pending[gallery_id] = self._executor.submit(cached.index)
+
+    def _index(self, gallery_id: str) -> GalleryIndex:
+        with self._lock:
+            pending = self._pending.pop(gallery_id, None)
+        if pending is not None:
+            try:
+                return pending.result()
+            except Exception:
+                pass  # revalidate again below, where the error is raised and translated
+        return self._cached(gallery_id).index()
+
     def identify(self, gallery_id: str, probe: Probe, fmr_per_scan: float) -> Identification:
         try:
-            index = self._cached(gallery_id).index()
+            index = self._index(gallery_id)
         except GalleryNotFoundError:
             return Identification(participant_id=None, similarity=None, threshold=None)
         except GalleryError as exc:

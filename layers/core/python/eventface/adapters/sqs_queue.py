@@ -1,13 +1,19 @@
-"""SqsNotificationQueue: notification jobs as JSON messages on SQS.
+"""Queue messages: notification jobs as JSON, and the sender the outbox relay uses.
 
-The job id is stable per fact (a stamp at a checkpoint, a completion), so a FIFO queue
-deduplicates retries through ``MessageDeduplicationId``, and a standard queue's consumer can
-deduplicate on it (Powertools idempotency keyed on ``job_id``).
+A scan does not call SQS. It writes each job as an outbox item in the same DynamoDB transaction
+as the stamp (so a stamp never exists without its jobs, and the answer does not wait for SQS);
+the outbox relay (:mod:`eventface.consumers.outbox_relay`) sends every new item to its queue.
+
+The message id is the job id, stable per fact (a stamp at a checkpoint, a completion): a FIFO
+queue deduplicates a relay retry through ``MessageDeduplicationId``, and a consumer deduplicates
+on ``job_id`` beyond SQS's five-minute window.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,6 +23,19 @@ from eventface.domain.errors import DependencyError
 from eventface.domain.model import NotificationJob
 
 JOB_FORMAT: Final = 1
+#: Logical name of the queue of notification jobs.
+NOTIFICATIONS: Final = "notifications"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    """One message for a logical queue (``notifications``...), as the outbox stores it."""
+
+    message_id: str
+    queue: str
+    body: str
+    group_id: str
+    kind: str
 
 
 def job_to_json(job: NotificationJob) -> str:
@@ -40,49 +59,64 @@ def job_to_json(job: NotificationJob) -> str:
     )
 
 
-class SqsNotificationQueue:
-    """Puts jobs on one queue; FIFO queues (``.fifo``) get group and deduplication ids.
+def job_message(job: NotificationJob) -> QueueMessage:
+    """A job as a message of the notifications queue; one group per participant keeps their
+    pushes in order ("2 of 3" before "complete")."""
+    return QueueMessage(
+        message_id=job.job_id,
+        queue=NOTIFICATIONS,
+        body=job_to_json(job),
+        group_id=f"{job.tenant_id}#{job.campaign_id}#{job.participant_id}"[:128],
+        kind=job.kind.value,
+    )
+
+
+class SqsSender:
+    """Sends messages to their queues; FIFO queues (``.fifo``) get group and deduplication ids.
 
     Parameters
     ----------
-    queue_url
-        The queue.
+    queue_urls
+        Logical queue name -> queue URL.
     sqs_client
         A boto3 SQS client; ``eventface.aws.client("sqs")`` on first use when omitted.
     """
 
-    def __init__(self, queue_url: str, *, sqs_client: Any | None = None) -> None:
-        if not queue_url:
-            raise ValueError("queue_url must be the URL of an SQS queue")
-        self._queue_url = queue_url
+    def __init__(self, queue_urls: Mapping[str, str], *, sqs_client: Any | None = None) -> None:
+        self._queue_urls = dict(queue_urls)
         self._client = sqs_client
-        self._fifo = queue_url.endswith(".fifo")
 
     def _sqs(self) -> Any:
         if self._client is None:
             self._client = aws.client("sqs")
         return self._client
 
-    def put(self, job: NotificationJob) -> None:
-        """Send one job; DependencyError if SQS refuses it."""
+    def send(self, message: QueueMessage) -> None:
+        """Send one message; ValueError for a queue with no URL, DependencyError if SQS refuses."""
+        url = self._queue_urls.get(message.queue)
+        if not url:
+            raise ValueError(
+                f"no URL for queue {message.queue!r}: configure it (known: {sorted(self._queue_urls)})"
+            )
         kwargs: dict[str, Any] = {
-            "QueueUrl": self._queue_url,
-            "MessageBody": job_to_json(job),
+            "QueueUrl": url,
+            "MessageBody": message.body,
             "MessageAttributes": {
-                "kind": {"DataType": "String", "StringValue": job.kind.value},
-                "job_id": {"DataType": "String", "StringValue": job.job_id},
+                "kind": {"DataType": "String", "StringValue": message.kind},
+                "job_id": {"DataType": "String", "StringValue": message.message_id},
             },
         }
-        if self._fifo:
-            # One group per participant keeps their pushes in order ("2 of 3" before "complete").
-            kwargs["MessageGroupId"] = f"{job.tenant_id}#{job.campaign_id}#{job.participant_id}"[:128]
-            kwargs["MessageDeduplicationId"] = job.job_id
+        if url.endswith(".fifo"):
+            kwargs["MessageGroupId"] = message.group_id
+            kwargs["MessageDeduplicationId"] = message.message_id
         try:
             self._sqs().send_message(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            raise DependencyError(f"queueing the notification failed in SQS ({code}): retry later") from exc
+            raise DependencyError(
+                f"sending to queue {message.queue} failed in SQS ({code}): retry later"
+            ) from exc
         except BotoCoreError as exc:
             raise DependencyError(
-                f"queueing the notification failed ({type(exc).__name__}): retry later"
+                f"sending to queue {message.queue} failed ({type(exc).__name__}): retry later"
             ) from exc

@@ -255,8 +255,9 @@ def run(cast: DemoCast, story: Story) -> None:
         events = history.get("items", history.get("events", []))
         story.say(f"History: {len(events)} recognition events recorded")
 
-        jobs = read_jobs(stack.queue_url)
-        story.say(f"Notification jobs queued in SQS ({len(jobs)}):")
+        expected_jobs = story.new_stamps + story.completions
+        jobs = read_jobs(stack.queue_url, expected=expected_jobs)
+        story.say(f"Notification jobs queued in SQS by the outbox relay ({len(jobs)}):")
         who = {a.participant_id: a.person.name for a in registered}
         for job in jobs:
             story.say(
@@ -268,7 +269,6 @@ def run(cast: DemoCast, story: Story) -> None:
             f"{story.masked_recognised} masked face recognised, {story.unknown} unknown faces refused, "
             f"{len(refused)} registrations refused by the quality gate"
         )
-        expected_jobs = story.new_stamps + story.completions
         if len(jobs) != expected_jobs:
             raise DemoFailedError(
                 f"expected {expected_jobs} notification jobs ({story.new_stamps} stamps + "

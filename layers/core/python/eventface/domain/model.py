@@ -267,6 +267,19 @@ class Progress:
     def stamps(self) -> int:
         return len(self.checkpoint_ids)
 
+    def with_stamp(self, checkpoint_id: str, at: datetime, required: int) -> StampOutcome:
+        """What a stamp at ``checkpoint_id`` would do to this progress (nothing is written).
+
+        A checkpoint already stamped changes nothing; the stamp that reaches ``required`` sets
+        ``completed_at``, which is never set twice.
+        """
+        if checkpoint_id in self.checkpoint_ids:
+            return StampOutcome(new_stamp=False, completed_now=False, progress=self)
+        checkpoints = self.checkpoint_ids | {checkpoint_id}
+        completes = self.completed_at is None and len(checkpoints) >= required
+        after = replace(self, checkpoint_ids=checkpoints, completed_at=at if completes else self.completed_at)
+        return StampOutcome(new_stamp=True, completed_now=completes, progress=after)
+
 
 @dataclass(frozen=True, slots=True)
 class StampOutcome:
@@ -386,6 +399,39 @@ class NotificationJob:
     text: str
     push_endpoint: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScanState:
+    """What a recognised scan decides on, read together: the participant (None once erased), the
+    progress with its version (the condition of the write), and the cooldown at the checkpoint."""
+
+    participant: Participant | None
+    progress: Progress
+    version: int = 0
+    cooldown_until: datetime | None = None
+
+    def cooling(self, now: datetime) -> bool:
+        """True while an earlier scan's cooldown at this checkpoint holds."""
+        return self.cooldown_until is not None and self.cooldown_until > now
+
+
+@dataclass(frozen=True, slots=True)
+class ScanWrite:
+    """Everything a recognised scan writes, in one atomic write.
+
+    The history event and the cooldown always; with a new stamp also the stamp, the progress it
+    leads to (written only if the progress is still at ``version``) and the notification jobs,
+    which go to the outbox in the same write, so a stamp never exists without its jobs.
+    """
+
+    event: RecognitionEvent
+    cooldown_key: str
+    cooldown_until: datetime
+    stamp: Stamp | None = None
+    progress: Progress | None = None
+    version: int = 0
+    jobs: tuple[NotificationJob, ...] = ()
 
 
 def job_id_for(kind: JobKind, stamp: Stamp) -> str:

@@ -1,4 +1,4 @@
-"""The two Chalice projects of this checkout, importable side by side (both modules are ``app.py``)."""
+"""The functions of this checkout, importable side by side (every Chalice module is ``app.py``)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ EDGE_PROJECT: Final = FUNCTIONS_DIR / "edge_api"
 ADMIN_PROJECT: Final = FUNCTIONS_DIR / "admin_api"
 
 
-def load_app(project: Path, name: str) -> ModuleType:
-    """Import a Chalice project's ``app.py`` under the unique module ``name`` (once per process)."""
+def load_app(project: Path, name: str, filename: str = "app.py") -> ModuleType:
+    """Import a function's entry module (a Chalice project's ``app.py``, a consumer's
+    ``handler.py``) under the unique module ``name`` (once per process)."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, project / "app.py")
+    spec = importlib.util.spec_from_file_location(name, project / filename)
     if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"{project / 'app.py'} not found: run from a checkout of eventface")
+        raise FileNotFoundError(f"{project / filename} not found: run from a checkout of eventface")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

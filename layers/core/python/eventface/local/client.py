@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -100,12 +101,25 @@ class Camera:
         )
 
 
-def read_jobs(queue_url: str, *, hide_seconds: int = 60) -> list[dict[str, Any]]:
+def read_jobs(
+    queue_url: str, *, expected: int = 0, wait_seconds: float = 15.0, hide_seconds: int = 60
+) -> list[dict[str, Any]]:
     """Every notification job waiting on ``queue_url`` (hidden for ``hide_seconds``, not deleted).
 
-    Reads until an empty receive; on a FIFO queue each participant's jobs come in order.
+    Jobs reach the queue through the outbox relay, a moment after the scan's answer: first wait
+    (up to ``wait_seconds``) until ``expected`` messages are there, since receiving one of a FIFO
+    group hides the group's later messages. Then read until an empty receive; on a FIFO queue each
+    participant's jobs come in order.
     """
     sqs = aws.client("sqs")
+    deadline = time.monotonic() + wait_seconds
+    while expected and time.monotonic() < deadline:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        if int(attributes["Attributes"]["ApproximateNumberOfMessages"]) >= expected:
+            break
+        time.sleep(0.05)
     jobs: list[dict[str, Any]] = []
     while True:
         answer = sqs.receive_message(

@@ -1,26 +1,34 @@
-"""The local event pump: what Lambda's SQS event source mapping does, on a thread.
+"""The local event pump: what Lambda's event source mappings do, a thread per source.
 
-It long-polls each queue that has a registered consumer, hands the messages to the consumer as a
+**Queues.** It long-polls each queue that has a registered consumer, hands the messages to the consumer as a
 Lambda SQS event (``{"Records": [...]}``) and deletes the ones that did not fail. A consumer
 returns Powertools' partial batch response (``{"batchItemFailures": [{"itemIdentifier": id}]}``):
 failed messages stay on the queue, come back after the visibility timeout and, after the
 queue's ``maxReceiveCount``, move to its dead-letter queue. A consumer that raises fails the
 whole batch, as on Lambda.
 
-Consumers are registered by logical queue name (``notifications``...) in :data:`CONSUMERS` as
-``"module:function"`` (the function's Lambda entry point, ``lambda_handler``), so the stack
-imports them only when it starts. A queue with no consumer is not polled: its messages stay there
-(and the demo reads them).
+**DynamoDB streams.** It reads each registered table's stream from the start (TRIM_HORIZON),
+hands the records to the consumer as a Lambda stream event and moves on; a batch item failure
+(the record's sequence number) makes it read again from that record after a pause, as Lambda's
+``ReportBatchItemFailures`` does.
+
+Consumers are registered by logical queue name (``notifications``...) in :data:`CONSUMERS` and by
+logical table name (``outbox``) in :data:`STREAM_CONSUMERS`, as ``"module:function"`` (the code
+behind the function's Lambda entry point, ``lambda_handler``), so the stack imports them only when
+it starts. A queue with no consumer is not polled: its messages stay there (and the demo reads
+them).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from eventface import aws
@@ -30,8 +38,13 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], Any], Any]
 
 #: Logical queue name -> "module:function" of its consumer. None yet: the push sender plugs in
-#: here (e.g. ``"notifications": "push_dispatch.app:lambda_handler"``).
+#: here (e.g. ``"notifications": "eventface.consumers.push_dispatch:lambda_handler"``).
 CONSUMERS: Final[dict[str, str]] = {}
+#: Logical table name -> "module:function" of the consumer of its stream.
+STREAM_CONSUMERS: Final[dict[str, str]] = {"outbox": "eventface.consumers.outbox_relay:lambda_handler"}
+#: Pause between reads of a stream that had nothing new (Lambda polls a shard about 4 times a second).
+STREAM_IDLE_SECONDS: Final = 0.1
+STREAM_BATCH_SIZE: Final = 100
 #: Long-poll wait; also bounds how long stopping the pump takes.
 WAIT_SECONDS: Final = 1
 BATCH_SIZE: Final = 10
@@ -94,51 +107,150 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     return {"Records": records}
 
 
+def stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+    """Records from GetRecords in the shape Lambda delivers them (creation time in epoch seconds)."""
+    shaped = []
+    for record in records:
+        change = dict(record["dynamodb"])
+        created = change.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):
+            change["ApproximateCreationDateTime"] = int(created.timestamp())
+        shaped.append(
+            {
+                "eventID": record.get("eventID", ""),
+                "eventName": record["eventName"],
+                "eventVersion": record.get("eventVersion", "1.1"),
+                "eventSource": "aws:dynamodb",
+                "awsRegion": _REGION,
+                "dynamodb": change,
+                "eventSourceARN": stream_arn,
+            }
+        )
+    return {"Records": shaped}
+
+
+def _failed(response: Any) -> list[str]:
+    """The item identifiers of a Powertools partial batch response."""
+    return [
+        str(item.get("itemIdentifier"))
+        for item in (response or {}).get("batchItemFailures", [])
+        if isinstance(item, dict)
+    ]
+
+
 class EventPump:
-    """Polls queues on one thread and invokes their consumers (see the module docstring).
+    """Polls queues and streams, a thread each, and invokes their consumers (see the module
+    docstring).
 
     Parameters
     ----------
     consumers
         Queue URL -> handler (``lambda_handler(event, context)``).
-    sqs_client
-        Defaults to ``eventface.aws.client("sqs")``.
+    stream_consumers
+        DynamoDB stream ARN -> handler.
+    sqs_client, streams_client
+        Default to ``eventface.aws.client("sqs")`` and ``("dynamodbstreams")``.
     """
 
-    def __init__(self, consumers: Mapping[str, Handler], *, sqs_client: Any | None = None) -> None:
+    def __init__(
+        self,
+        consumers: Mapping[str, Handler],
+        *,
+        stream_consumers: Mapping[str, Handler] | None = None,
+        sqs_client: Any | None = None,
+        streams_client: Any | None = None,
+    ) -> None:
         self._consumers = dict(consumers)
+        self._stream_consumers = dict(stream_consumers or {})
         self._client = sqs_client
+        self._streams_client = streams_client
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._arns: dict[str, str] = {}
+        self._iterators: dict[tuple[str, str], str | None] = {}
 
     def _sqs(self) -> Any:
         if self._client is None:
             self._client = aws.client("sqs")
         return self._client
 
+    def _streams(self) -> Any:
+        if self._streams_client is None:
+            self._streams_client = aws.client("dynamodbstreams")
+        return self._streams_client
+
     def start(self) -> None:
-        """Start polling (a no-op thread-wise when nothing is registered)."""
-        if not self._consumers:
-            return
-        self._thread = threading.Thread(target=self._run, name="event-pump", daemon=True)
-        self._thread.start()
+        """Start a polling thread per source (none when nothing is registered)."""
+        sources: list[tuple[str, Callable[[], int]]] = [
+            (url, functools.partial(self.poll_once, url, handler)) for url, handler in self._consumers.items()
+        ]
+        sources += [
+            (arn, functools.partial(self.poll_stream_once, arn, handler))
+            for arn, handler in self._stream_consumers.items()
+        ]
+        for name, poll in sources:
+            thread = threading.Thread(target=self._run, args=(name, poll), name="event-pump", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         """Stop after the current poll (at most WAIT_SECONDS plus the batch in hand)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=WAIT_SECONDS + 30)
+        for thread in self._threads:
+            thread.join(timeout=WAIT_SECONDS + 30)
 
-    def _run(self) -> None:
+    def _run(self, source: str, poll: Callable[[], int]) -> None:
         while not self._stop.is_set():
-            for queue_url, handler in self._consumers.items():
-                try:
-                    self.poll_once(queue_url, handler)
-                except Exception:
-                    # Like an event source mapping: log, back off, keep polling.
-                    logger.exception("event pump: polling %s failed", queue_url)
-                    self._stop.wait(WAIT_SECONDS)
+            try:
+                poll()
+            except Exception:
+                # Like an event source mapping: log, back off, keep polling.
+                logger.exception("event pump: polling %s failed", source)
+                self._stop.wait(WAIT_SECONDS)
+
+    def poll_stream_once(self, stream_arn: str, handler: Handler) -> int:
+        """Read each shard of ``stream_arn`` once and hand new records to ``handler``; how many.
+
+        Waits :data:`STREAM_IDLE_SECONDS` when there was nothing, and :data:`WAIT_SECONDS` after a
+        failure (the failed records are read again).
+        """
+        streams = self._streams()
+        shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"].get("Shards", [])
+        handed = 0
+        for shard in shards:
+            key = (stream_arn, shard["ShardId"])
+            if key not in self._iterators:
+                self._iterators[key] = streams.get_shard_iterator(
+                    StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+            iterator = self._iterators[key]
+            if iterator is None:  # a closed shard, read to its end
+                continue
+            answer = streams.get_records(ShardIterator=iterator, Limit=STREAM_BATCH_SIZE)
+            records: list[dict[str, Any]] = answer.get("Records", [])
+            self._iterators[key] = answer.get("NextShardIterator")
+            if not records:
+                continue
+            handed += len(records)
+            name = stream_arn.split("/")[1] if "/" in stream_arn else "stream"
+            try:
+                failed = _failed(handler(stream_event(records, stream_arn), LambdaContext(name)))
+            except Exception:
+                logger.exception("event pump: the consumer of %s failed the whole batch", stream_arn)
+                failed = [records[0]["dynamodb"]["SequenceNumber"]]
+            if failed:
+                # Read again from the first failure (and after it), as Lambda does.
+                first = min(failed, key=int)
+                self._iterators[key] = streams.get_shard_iterator(
+                    StreamArn=stream_arn,
+                    ShardId=shard["ShardId"],
+                    ShardIteratorType="AT_SEQUENCE_NUMBER",
+                    SequenceNumber=first,
+                )["ShardIterator"]
+                self._stop.wait(WAIT_SECONDS)
+        if not handed:
+            self._stop.wait(STREAM_IDLE_SECONDS)
+        return handed
 
     def poll_once(self, queue_url: str, handler: Handler) -> int:
         """Receive one batch from ``queue_url`` and hand it to ``handler``; the messages received."""
@@ -162,11 +274,7 @@ class EventPump:
         except Exception:
             logger.exception("event pump: the consumer of %s failed the whole batch", queue_url)
             return len(messages)
-        failed = {
-            item.get("itemIdentifier")
-            for item in (response or {}).get("batchItemFailures", [])
-            if isinstance(item, dict)
-        }
+        failed = set(_failed(response))
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             self._sqs().delete_message_batch(

@@ -1,7 +1,7 @@
 """The AWS resources of the local stack, created on its moto server from the code's own definitions.
 
 - Tables: :func:`eventface.adapters.dynamo_models.create_tables` (the pynamodb models are the one
-  schema source).
+  schema source), and the ARNs of their streams (the outbox's feeds the outbox relay).
 - The gallery bucket: the bucket :class:`~eventface.adapters.s3_gallery.S3GalleryStore` writes to.
 - The notification queue: FIFO, because :class:`~eventface.adapters.sqs_queue.SqsNotificationQueue`
   gives FIFO queues one message group per participant ("2 of 3" is pushed before "complete") and
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from eventface import aws
-from eventface.adapters.dynamo_models import create_tables
+from eventface.adapters.dynamo_models import MODELS, create_tables, table_name
 
 #: Receives before SQS moves a message to the dead-letter queue (a consumer retries that often).
 MAX_RECEIVE_COUNT: Final = 5
@@ -51,6 +51,7 @@ class Resources:
     gallery_bucket: str
     queue_urls: dict[str, str]
     dlq_urls: dict[str, str]
+    stream_arns: dict[str, str]
 
 
 #: Logical queue name -> spec. Consumers are registered by the logical name (see eventface.local.pump).
@@ -90,4 +91,15 @@ def create_resources(prefix: str) -> Resources:
     dlq_urls: dict[str, str] = {}
     for logical, spec in QUEUES.items():
         queue_urls[logical], dlq_urls[logical] = create_queue(spec, prefix)
-    return Resources(prefix, tables, bucket, queue_urls, dlq_urls)
+    return Resources(prefix, tables, bucket, queue_urls, dlq_urls, stream_arns(prefix))
+
+
+def stream_arns(prefix: str) -> dict[str, str]:
+    """Logical table name -> stream ARN, for the tables of ``prefix`` that have a stream."""
+    dynamodb = aws.client("dynamodb")
+    arns = {}
+    for table, model in MODELS.items():
+        if getattr(model.Meta, "stream_view_type", None):
+            description = dynamodb.describe_table(TableName=table_name(prefix, table))["Table"]
+            arns[table] = description["LatestStreamArn"]
+    return arns

@@ -12,7 +12,8 @@
 3. the edge and admin Chalice apps, each served in-process by Chalice's local server (what
    ``chalice local --no-autoreload`` runs: autoreload would restart on every file change) on its own
    loopback port and thread, stage ``local``;
-4. the event pump (:mod:`eventface.local.pump`) for the queues that have a consumer.
+4. the event pump (:mod:`eventface.local.pump`) for the queues that have a consumer and the
+   streams that feed one (the outbox relay, which moves notification jobs onto their queue).
 
 On exit everything stops and the process environment is restored, so tests can start the stack
 after other fixtures and leave no trace. The runtime code does not know it runs here: only the
@@ -40,8 +41,8 @@ from typing import Any, Final
 
 from eventface import aws
 from eventface.local.apps import FUNCTIONS_DIR
-from eventface.local.moto_patches import serialise_moto_requests
-from eventface.local.pump import CONSUMERS, EventPump, Handler, load_handler
+from eventface.local.moto_patches import patch_moto
+from eventface.local.pump import CONSUMERS, STREAM_CONSUMERS, EventPump, Handler, load_handler
 
 HOST: Final = "127.0.0.1"
 STAGE: Final = "local"
@@ -92,8 +93,10 @@ def _clear_caches() -> None:
     """Forget settings, services and clients snapshotted from another environment."""
     from eventface import bootstrap, settings
     from eventface.adapters import dynamo_models
+    from eventface.consumers import outbox_relay
 
     settings.get_settings.cache_clear()
+    outbox_relay.default_sender.cache_clear()
     bootstrap.services.cache_clear()
     aws.client.cache_clear()
     for model in dynamo_models.MODELS.values():
@@ -117,7 +120,7 @@ def _moto_server() -> Iterator[str]:
 
     # verbose=False does not silence werkzeug's per-request lines.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    serialise_moto_requests()
+    patch_moto()
     server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
     server.start()
     try:
@@ -182,15 +185,16 @@ def _serving(server: Any, name: str) -> Iterator[str]:
 
 
 def _resolve_consumers(
-    consumers: Mapping[str, str | Handler], queue_urls: Mapping[str, str]
+    consumers: Mapping[str, str | Handler], sources: Mapping[str, str], kind: str
 ) -> dict[str, Handler]:
+    """Logical source name -> consumer, as source URL or ARN -> handler."""
     resolved: dict[str, Handler] = {}
     for logical, handler in consumers.items():
-        if logical not in queue_urls:
+        if logical not in sources:
             raise StackError(
-                f"consumer registered for unknown queue {logical!r}: choose from {list(queue_urls)}"
+                f"consumer registered for unknown {kind} {logical!r}: choose from {list(sources)}"
             )
-        resolved[queue_urls[logical]] = load_handler(handler) if isinstance(handler, str) else handler
+        resolved[sources[logical]] = load_handler(handler) if isinstance(handler, str) else handler
     return resolved
 
 
@@ -260,7 +264,8 @@ def running_stack(
         edge_url = stack.enter_context(_serving(servers[EDGE_APP], EDGE_APP))
         admin_url = stack.enter_context(_serving(servers[ADMIN_APP], ADMIN_APP))
         pump = EventPump(
-            _resolve_consumers(CONSUMERS if consumers is None else consumers, resources.queue_urls)
+            _resolve_consumers(CONSUMERS if consumers is None else consumers, resources.queue_urls, "queue"),
+            stream_consumers=_resolve_consumers(STREAM_CONSUMERS, resources.stream_arns, "stream"),
         )
         pump.start()
         stack.callback(pump.stop)

@@ -10,13 +10,12 @@ from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
 from eventface.ports import (
     CampaignRepository,
     Clock,
-    CooldownLock,
     DeviceRegistry,
     FaceAnalyzer,
     GalleryPort,
     HistoryLog,
-    NotificationQueue,
     ParticipantRepository,
+    ScanLedger,
     StampBook,
 )
 
@@ -48,9 +47,7 @@ class Deps(Protocol):
     @property
     def gallery(self) -> GalleryPort: ...
     @property
-    def queue(self) -> NotificationQueue: ...
-    @property
-    def cooldown(self) -> CooldownLock: ...
+    def ledger(self) -> ScanLedger: ...
     @property
     def faces(self) -> FaceAnalyzer: ...
     @property

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Final
 
-from eventface.domain.errors import FaceNotFoundError, ForbiddenError, InvalidInputError
+from eventface.domain.errors import FaceNotFoundError, ForbiddenError, InvalidInputError, StateConflictError
 from eventface.domain.model import (
     REFUSAL_MESSAGES,
     Campaign,
@@ -19,6 +20,7 @@ from eventface.domain.model import (
     RecognitionEvent,
     ScanOutcome,
     ScanResult,
+    ScanWrite,
     Stamp,
     StampOutcome,
     event_expiry,
@@ -26,6 +28,9 @@ from eventface.domain.model import (
 )
 from eventface.services.deps import Deps
 
+#: Rounds of read-decide-write lost to concurrent scans of one participant before giving up (two
+#: checkpoints at the same instant lose at most once each; the bound is for pathological load).
+MAX_ATTEMPTS: Final = 25
 _MESSAGES = {
     ScanOutcome.UNKNOWN: "Face not recognised: register at the info desk to join the rally.",
     ScanOutcome.NO_FACE: "No face found: look at the camera and try again.",
@@ -47,11 +52,11 @@ class Scan:
 def record_scan(deps: Deps, scan: Scan) -> ScanResult:
     """Identify the face of a scan in the campaign's gallery and apply the stamp rules.
 
-    Every scan is written to history, matched or not. A live campaign inside its window awards at
-    most one stamp per participant and checkpoint; the stamp that reaches the required count
-    completes the rally, exactly once. A stamp and a completion each put a notification job on
-    the queue. Refusals (window, status, foreign checkpoint) and unknown faces are answers, not
-    errors.
+    Every scan is written to history, matched or not. A live campaign inside its window awards
+    at most one stamp per participant and checkpoint; the stamp that reaches the required count
+    completes the rally, exactly once. A stamp and a completion each put a notification job in
+    the outbox, in the same atomic write as the stamp (a relay moves it to the queue). Refusals
+    (window, status, foreign checkpoint) and unknown faces are answers, not errors.
 
     Raises
     ------
@@ -59,6 +64,8 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
         The device is bound to another checkpoint.
     InvalidInputError, PayloadTooLargeError
         Neither or both of photo and template, an unreadable photo, a template of another model.
+    StateConflictError
+        The participant was scanned concurrently so often that no round could commit.
     """
     device = scan.device
     if scan.checkpoint_id != device.checkpoint_id:
@@ -79,58 +86,81 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
             ScanResult(recognised=False, reason=refusal.value, message=REFUSAL_MESSAGES[refusal]),
         )
 
+    # The gallery's revalidation (a conditional GET) runs while the engine computes the probe.
+    deps.gallery.prefetch(campaign.gallery_id)
     try:
         probe = scan.template if scan.template is not None else deps.faces.probe(scan.photo or b"")
     except FaceNotFoundError:
         return recorder.answer(ScanOutcome.NO_FACE, _plain(ScanOutcome.NO_FACE, campaign))
     identification = deps.gallery.identify(campaign.gallery_id, probe, deps.policy.fmr_per_scan)
     scored = _plain(ScanOutcome.UNKNOWN, campaign, identification, probe)
-    participant = (
-        deps.participants.find(campaign.tenant_id, campaign.campaign_id, identification.participant_id)
-        if identification.participant_id is not None
-        else None
-    )
-    if participant is None:
-        # Unknown face, or a participant erased after the gallery was read: nobody to stamp.
+    if identification.participant_id is None:
         return recorder.answer(ScanOutcome.UNKNOWN, scored)
+    return _apply_stamp_rules(deps, recorder, identification.participant_id, scored)
 
-    recognised = replace(scored, recognised=True, reason=None, message=None, nickname=participant.nickname)
-    cooldown_key = "#".join(
-        (campaign.tenant_id, campaign.campaign_id, participant.participant_id, device.checkpoint_id)
-    )
-    if not deps.cooldown.acquire(cooldown_key, now, campaign.cooldown_seconds):
-        progress = deps.stamps.progress(campaign.tenant_id, campaign.campaign_id, participant.participant_id)
+
+def _apply_stamp_rules(
+    deps: Deps, recorder: _Recorder, participant_id: str, scored: ScanResult
+) -> ScanResult:
+    """Cooldown, one stamp per checkpoint, completion once: decided on one read, written at once.
+
+    A lost race (another scan of the same participant committed between our read and our write)
+    writes nothing; the next round reads what that scan wrote and decides again.
+    """
+    campaign, device, now = recorder.campaign, recorder.device, recorder.now
+    cooldown_key = "#".join((campaign.tenant_id, campaign.campaign_id, participant_id, device.checkpoint_id))
+    for _ in range(MAX_ATTEMPTS):
+        state = deps.ledger.read(campaign.tenant_id, campaign.campaign_id, participant_id, cooldown_key)
+        participant, progress = state.participant, state.progress
+        if participant is None:
+            # Erased after the gallery was read: nobody to stamp.
+            return recorder.answer(ScanOutcome.UNKNOWN, scored)
+        recognised = replace(
+            scored, recognised=True, reason=None, message=None, nickname=participant.nickname
+        )
+        if state.cooling(now):
+            result = replace(
+                recognised,
+                already_stamped=device.checkpoint_id in progress.checkpoint_ids,
+                stamps=progress.stamps,
+                completed=progress.completed_at is not None,
+                reason=ScanOutcome.COOLDOWN.value,
+                message=_MESSAGES[ScanOutcome.COOLDOWN],
+            )
+            return recorder.answer(ScanOutcome.COOLDOWN, result, participant)
+        outcome = progress.with_stamp(device.checkpoint_id, now, campaign.stamps_required)
         result = replace(
             recognised,
-            already_stamped=device.checkpoint_id in progress.checkpoint_ids,
-            stamps=progress.stamps,
-            completed=progress.completed_at is not None,
-            reason=ScanOutcome.COOLDOWN.value,
-            message=_MESSAGES[ScanOutcome.COOLDOWN],
+            new_stamp=outcome.new_stamp,
+            already_stamped=not outcome.new_stamp,
+            stamps=outcome.progress.stamps,
+            completed=outcome.progress.completed_at is not None,
+            message=None if outcome.new_stamp else _MESSAGES[ScanOutcome.ALREADY_STAMPED],
         )
-        return recorder.answer(ScanOutcome.COOLDOWN, result, participant)
-
-    stamp = Stamp(
-        tenant_id=campaign.tenant_id,
-        campaign_id=campaign.campaign_id,
-        participant_id=participant.participant_id,
-        checkpoint_id=device.checkpoint_id,
-        device_id=device.device_id,
-        at=now,
+        kind = ScanOutcome.STAMPED if outcome.new_stamp else ScanOutcome.ALREADY_STAMPED
+        event = recorder.event(kind, result, participant)
+        stamp = Stamp(
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.campaign_id,
+            participant_id=participant_id,
+            checkpoint_id=device.checkpoint_id,
+            device_id=device.device_id,
+            at=now,
+        )
+        write = ScanWrite(
+            event=event,
+            cooldown_key=cooldown_key,
+            cooldown_until=now + timedelta(seconds=campaign.cooldown_seconds),
+            version=state.version,
+        )
+        if outcome.new_stamp:
+            jobs = _jobs(campaign, participant, stamp, outcome)
+            write = replace(write, stamp=stamp, progress=outcome.progress, jobs=jobs)
+        if deps.ledger.commit(write):
+            return recorder.finish(result, event)
+    raise StateConflictError(
+        f"too many concurrent scans for participant {participant_id}: scan again in a moment"
     )
-    outcome = deps.stamps.record(stamp, campaign.stamps_required)
-    result = replace(
-        recognised,
-        new_stamp=outcome.new_stamp,
-        already_stamped=not outcome.new_stamp,
-        stamps=outcome.progress.stamps,
-        completed=outcome.progress.completed_at is not None,
-        message=None if outcome.new_stamp else _MESSAGES[ScanOutcome.ALREADY_STAMPED],
-    )
-    kind = ScanOutcome.STAMPED if outcome.new_stamp else ScanOutcome.ALREADY_STAMPED
-    answer = recorder.answer(kind, result, participant)
-    _queue_jobs(deps, campaign, participant, stamp, outcome)
-    return answer
 
 
 def _plain(
@@ -151,64 +181,68 @@ def _plain(
 
 
 class _Recorder:
-    """Writes the one history event of a scan and stamps its id on the answer."""
+    """Makes the one history event of a scan and stamps its id on the answer."""
 
     def __init__(self, deps: Deps, campaign: Campaign, device: Device, now: datetime) -> None:
         self._deps = deps
-        self._campaign = campaign
-        self._device = device
-        self._now = now
+        self.campaign = campaign
+        self.device = device
+        self.now = now
+
+    def event(
+        self, outcome: ScanOutcome, result: ScanResult, participant: Participant | None = None
+    ) -> RecognitionEvent:
+        return RecognitionEvent(
+            tenant_id=self.campaign.tenant_id,
+            campaign_id=self.campaign.campaign_id,
+            event_id=uuid.uuid4().hex,
+            at=self.now,
+            device_id=self.device.device_id,
+            checkpoint_id=self.device.checkpoint_id,
+            outcome=outcome,
+            participant_id=participant.participant_id if participant else None,
+            similarity=result.similarity,
+            threshold=result.threshold,
+            masked=result.masked,
+            reason=result.reason,
+            expires_at=event_expiry(outcome, self.now, self._deps.policy.history_ttl),
+        )
+
+    def finish(self, result: ScanResult, event: RecognitionEvent) -> ScanResult:
+        return replace(result, required=self.campaign.stamps_required, event_id=event.event_id)
 
     def answer(
         self, outcome: ScanOutcome, result: ScanResult, participant: Participant | None = None
     ) -> ScanResult:
-        event_id = uuid.uuid4().hex
-        self._deps.history.record(
-            RecognitionEvent(
-                tenant_id=self._campaign.tenant_id,
-                campaign_id=self._campaign.campaign_id,
-                event_id=event_id,
-                at=self._now,
-                device_id=self._device.device_id,
-                checkpoint_id=self._device.checkpoint_id,
-                outcome=outcome,
-                participant_id=participant.participant_id if participant else None,
-                similarity=result.similarity,
-                threshold=result.threshold,
-                masked=result.masked,
-                reason=result.reason,
-                expires_at=event_expiry(outcome, self._now, self._deps.policy.history_ttl),
-            )
-        )
-        return replace(result, required=self._campaign.stamps_required, event_id=event_id)
+        """Record the event on its own (a scan that writes nothing else) and answer."""
+        event = self.event(outcome, result, participant)
+        self._deps.history.record(event)
+        return self.finish(result, event)
 
 
-def _queue_jobs(
-    deps: Deps, campaign: Campaign, participant: Participant, stamp: Stamp, outcome: StampOutcome
-) -> None:
-    kinds = ([JobKind.STAMP] if outcome.new_stamp else []) + (
-        [JobKind.COMPLETION] if outcome.completed_now else []
-    )
-    for kind in kinds:
-        text = campaign.texts.render(
-            kind,
-            nickname=participant.nickname,
+def _jobs(
+    campaign: Campaign, participant: Participant, stamp: Stamp, outcome: StampOutcome
+) -> tuple[NotificationJob, ...]:
+    kinds = [JobKind.STAMP] + ([JobKind.COMPLETION] if outcome.completed_now else [])
+    return tuple(
+        NotificationJob(
+            job_id=job_id_for(kind, stamp),
+            kind=kind,
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.campaign_id,
+            participant_id=participant.participant_id,
+            checkpoint_id=stamp.checkpoint_id,
             stamps=outcome.progress.stamps,
             required=campaign.stamps_required,
-            reward=campaign.reward_text,
-        )
-        deps.queue.put(
-            NotificationJob(
-                job_id=job_id_for(kind, stamp),
-                kind=kind,
-                tenant_id=campaign.tenant_id,
-                campaign_id=campaign.campaign_id,
-                participant_id=participant.participant_id,
-                checkpoint_id=stamp.checkpoint_id,
+            text=campaign.texts.render(
+                kind,
+                nickname=participant.nickname,
                 stamps=outcome.progress.stamps,
                 required=campaign.stamps_required,
-                text=text,
-                push_endpoint=participant.push_endpoint,
-                created_at=stamp.at,
-            )
+                reward=campaign.reward_text,
+            ),
+            push_endpoint=participant.push_endpoint,
+            created_at=stamp.at,
         )
+        for kind in kinds
+    )
