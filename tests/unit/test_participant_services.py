@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventface.domain.errors import (
+    DependencyError,
     FaceNotFoundError,
     FaceQualityError,
     InvalidInputError,
@@ -46,6 +47,24 @@ def test_register_participant_surfaces_quality_reasons(world, make_campaign):
     assert caught.value.reasons == reasons
     assert world.participants.list("acme", "rally").items == ()
     assert world.gallery.templates == {}
+
+
+def test_register_participant_takes_the_record_back_when_the_gallery_write_fails(
+    world, make_campaign, monkeypatch
+):
+    # given: the gallery store is down
+    make_campaign()
+    world.faces.faces[b"enrol"] = (1.0, 0.0)
+
+    def down(*args: object) -> None:
+        raise DependencyError("storing the templates failed (S3 down): retry the registration")
+
+    monkeypatch.setattr(world.gallery, "add", down)
+    # when
+    with pytest.raises(DependencyError, match="retry the registration"):
+        world.services.register_participant(_registration())
+    # then: no faceless participant is left behind for the retry to duplicate
+    assert world.participants.list("acme", "rally").items == ()
 
 
 @pytest.mark.parametrize(

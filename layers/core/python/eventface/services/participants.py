@@ -70,9 +70,15 @@ def register_participant(deps: Deps, registration: Registration) -> Participant:
         template_count=len(templates),
     )
     # Record first, gallery second: a template without a record is never matched (record_scan
-    # treats it as unknown), and a failed gallery write leaves a record that erasure can remove.
+    # treats it as unknown). A failed gallery write takes the record back, so a retried
+    # registration does not leave a faceless participant behind (if that fails too, the record
+    # is listed and erasure removes it).
     deps.participants.add(participant)
-    deps.gallery.add(campaign.gallery_id, participant.participant_id, templates)
+    try:
+        deps.gallery.add(campaign.gallery_id, participant.participant_id, templates)
+    except Exception:
+        deps.participants.delete(participant.tenant_id, participant.campaign_id, participant.participant_id)
+        raise
     return participant
 
 
