@@ -1,12 +1,14 @@
 """DynamoDB schema: the pynamodb models are the one source of the tables.
 
 Design: **a few tables, one per aggregate** (``<prefix>-campaigns``, ``-participants``, ``-stamps``,
-``-history``, ``-devices``, ``-cooldowns``, ``-outbox``), rather than one single table. Why:
+``-history``, ``-devices``, ``-cooldowns``, ``-outbox``, ``-api_keys``, ``-audit``), rather than one
+single table. Why:
 
 - pynamodb maps one model to one key schema; a single table would need one catch-all model with
   every attribute nullable, and lose the typed models that are the point of the schema source.
-- Each table has its own TTL attribute and life cycle: history (non-matches expire after 72 h)
-  and cooldown locks (seconds) expire; campaigns and devices never do.
+- Each table has its own TTL attribute and life cycle: history (non-matches expire after 72 h),
+  cooldown locks (seconds) and audit entries (the retention period) expire; campaigns, devices
+  and API keys never do.
 - Least privilege per function: the edge function writes stamps, history and cooldowns and reads
   campaigns, participants and devices; IAM policies follow table ARNs.
 - A scan's one TransactWrite spans tables anyway (history event, cooldown, stamp, progress,
@@ -32,6 +34,11 @@ device by key hash (authentication)   devices: key_hash (strongly consistent Get
 device by id (revoke, list)           devices GSI ``by_tenant``: tenant_id + device_id
 cooldown lock                         cooldowns: lock_key, put if absent or expired
 outbox (jobs to queue)                outbox: message_id; its stream feeds the outbox relay
+API key by hash (authentication)      api_keys: key_hash (strongly consistent GetItem)
+API key by id / tenant's keys         api_keys GSI ``by_tenant``: tenant_id + key_id
+audit log of a tenant, newest first   audit: tenant_id + ``<iso time>#<entry id>`` (reverse
+                                      Query; since/until is a key range, actor/action filters)
+append an audit entry                 audit: put if the key is absent (never overwritten)
 ====================================  =====================================================
 
 Table names come from the settings (``EVENTFACE_TABLE_PREFIX``): :func:`bind` points the models
@@ -216,6 +223,57 @@ class OutboxItem(Model):
     expires = TTLAttribute()
 
 
+class ApiKeysByTenant(GlobalSecondaryIndex["ApiKeyItem"]):  # type: ignore[no-untyped-call]
+    """A tenant's keys by id: listings, and reaching a key by id to read or revoke it."""
+
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute(range_key=True)
+
+
+class ApiKeyItem(Model):
+    """A management API key, keyed by the SHA-256 of its secret (the secret itself is never stored)."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-api_keys"
+        billing_mode = BILLING
+
+    key_hash = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    prefix = UnicodeAttribute()  # the first characters of the secret, shown in listings
+    authorities = UnicodeSetAttribute()  # never empty: a key grants at least one authority
+    created_at = UTCDateTimeAttribute()
+    created_by = UnicodeAttribute()  # Principal.actor of the creator
+    expires_at = UTCDateTimeAttribute()
+    revoked_at = UTCDateTimeAttribute(null=True)
+    last_used_at = UTCDateTimeAttribute(null=True)
+    by_tenant = ApiKeysByTenant()
+
+
+class AuditItem(Model):
+    """One audit log entry; append-only (conditional put), removed by TTL after the retention."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-audit"
+        billing_mode = BILLING
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # <fixed-width UTC iso at>#<entry id>: newest first reversed
+    entry_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target = UnicodeAttribute()
+    outcome = UnicodeAttribute()
+    detail = UnicodeAttribute(default="")
+    expires = TTLAttribute(null=True)
+
+
 MODELS: Final[dict[str, type[Model]]] = {
     "campaigns": CampaignItem,
     "participants": ParticipantItem,
@@ -224,9 +282,11 @@ MODELS: Final[dict[str, type[Model]]] = {
     "devices": DeviceItem,
     "cooldowns": CooldownItem,
     "outbox": OutboxItem,
+    "api_keys": ApiKeyItem,
+    "audit": AuditItem,
 }
 #: Tables whose items expire (TTL enabled on creation).
-TTL_TABLES: Final = frozenset({"history", "cooldowns", "outbox"})
+TTL_TABLES: Final = frozenset({"history", "cooldowns", "outbox", "audit"})
 _bind_lock = threading.Lock()
 
 
