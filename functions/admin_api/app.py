@@ -1,14 +1,15 @@
-"""Admin API: campaigns, checkpoints, participants, devices and history (``x-api-key``).
+"""Management API: campaigns, checkpoints, participants, devices, history, API keys, audit.
 
-Handlers are adapters: check the key, parse, call one service, map the result or the error (the
-admin error table in ``eventface.api.errors``). Services are built on first use, never at import.
+Callers are signed-in users (``Authorization: Bearer <ID token>``) or systems (``x-api-key``);
+every route declares the authority it needs and leaves an audit entry (``eventface.api.access``).
+Handlers are adapters: parse, call one service in the caller's tenant, map the result or the error
+(the admin error table in ``eventface.api.errors``). Services are built on first use.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from chalice.app import Chalice, ConvertToMiddleware, Request, Response
@@ -16,11 +17,13 @@ from chalice.app import Chalice, ConvertToMiddleware, Request, Response
 from eventface import bootstrap
 from eventface.api import encoding
 from eventface.api import requests as parse
+from eventface.api.access import Guard
 from eventface.api.errors import ADMIN_ERRORS
 from eventface.api.http import handled, json_response
 from eventface.api.openapi import ADMIN_OPENAPI
 from eventface.bootstrap import Services
-from eventface.domain.errors import InvalidInputError, UnauthorizedError
+from eventface.domain.access import Authority, parse_authorities
+from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import Checkpoint, NotificationTexts
 from eventface.observability import logger
 from eventface.services.campaigns import CampaignChanges
@@ -32,6 +35,8 @@ app = Chalice(app_name="eventface-admin")
 app.debug = from_environ().stage == "local"
 app.register_middleware(ConvertToMiddleware(logger.inject_lambda_context(clear_state=True)))
 
+#: Lifetime of a management API key when the request names none.
+DEFAULT_KEY_TTL_DAYS = 90
 CAMPAIGN_FIELDS = frozenset(
     {
         "name",
@@ -50,20 +55,13 @@ def services() -> Services:
     return bootstrap.services()
 
 
-def _authorised() -> tuple[Services, str, Request]:
-    """Services, tenant and request once ``x-api-key`` matches the configured key's SHA-256."""
-    request = app.current_request
-    if request is None:  # pragma: no cover - Chalice always sets it inside a route
-        raise RuntimeError("no current request")
-    svc = services()
-    expected = svc.deps.settings.admin_api_key_sha256
-    key = request.headers.get("x-api-key") or ""
-    if not key:
-        raise UnauthorizedError("an API key is required: send it in the x-api-key header")
-    presented = hashlib.sha256(key.encode("utf-8")).hexdigest()
-    if not hmac.compare_digest(presented, expected):
-        raise UnauthorizedError("the API key is not valid: check the x-api-key header")
-    return svc, svc.deps.settings.tenant_id, request
+guard = Guard(app, services)
+
+
+def _call() -> tuple[Services, str, Request]:
+    """Services, the caller's tenant and the request of the current guarded route."""
+    call = guard.call()
+    return call.services, call.tenant, call.request
 
 
 def _texts(value: Any) -> NotificationTexts:
@@ -85,8 +83,9 @@ def _optional_int(body: dict[str, Any], name: str) -> int | None:
 
 @app.route("/v1/campaigns", methods=["POST"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "campaigns.create")
 def create_campaign() -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     body = parse.json_object(
         parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), CAMPAIGN_FIELDS
     )
@@ -107,23 +106,26 @@ def create_campaign() -> Response:
 
 @app.route("/v1/campaigns", methods=["GET"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "campaigns.list")
 def list_campaigns() -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     limit, cursor = parse.page_args(request.query_params)
     return json_response(encoding.page(svc.list_campaigns(tenant, limit, cursor), encoding.campaign))
 
 
 @app.route("/v1/campaigns/{campaign_id}", methods=["GET"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "campaigns.get")
 def get_campaign(campaign_id: str) -> Response:
-    svc, tenant, _ = _authorised()
+    svc, tenant, _ = _call()
     return json_response(encoding.campaign(svc.get_campaign(tenant, campaign_id)))
 
 
 @app.route("/v1/campaigns/{campaign_id}", methods=["PATCH"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "campaigns.update")
 def update_campaign(campaign_id: str) -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     body = parse.json_object(
         parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), CAMPAIGN_FIELDS
     )
@@ -144,15 +146,17 @@ def update_campaign(campaign_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/publish", methods=["POST"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "campaigns.publish")
 def publish_campaign(campaign_id: str) -> Response:
-    svc, tenant, _ = _authorised()
+    svc, tenant, _ = _call()
     return json_response(encoding.campaign(svc.publish_campaign(tenant, campaign_id)))
 
 
 @app.route("/v1/campaigns/{campaign_id}/end", methods=["POST"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "campaigns.end")
 def end_campaign(campaign_id: str) -> Response:
-    svc, tenant, _ = _authorised()
+    svc, tenant, _ = _call()
     return json_response(encoding.campaign(svc.end_campaign(tenant, campaign_id)))
 
 
@@ -161,8 +165,9 @@ def end_campaign(campaign_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/checkpoints", methods=["POST"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "checkpoints.add")
 def add_checkpoint(campaign_id: str) -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     body = parse.json_object(
         parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name", "location"}
     )
@@ -176,8 +181,9 @@ def add_checkpoint(campaign_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}", methods=["DELETE"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "checkpoints.remove")
 def remove_checkpoint(campaign_id: str, checkpoint_id: str) -> Response:
-    svc, tenant, _ = _authorised()
+    svc, tenant, _ = _call()
     return json_response(encoding.campaign(svc.remove_checkpoint(tenant, campaign_id, checkpoint_id)))
 
 
@@ -186,8 +192,9 @@ def remove_checkpoint(campaign_id: str, checkpoint_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/participants", methods=["POST"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "participants.register")
 def register_participant(campaign_id: str) -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     settings = svc.deps.settings
     body = parse.json_object(
         parse.check_size(request.raw_body, settings.max_body_bytes),
@@ -215,8 +222,9 @@ def register_participant(campaign_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/participants", methods=["GET"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "participants.list")
 def list_participants(campaign_id: str) -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     limit, cursor = parse.page_args(request.query_params)
     page = svc.list_participants(tenant, campaign_id, limit, cursor)
     return json_response(encoding.page(page, encoding.participant))
@@ -224,16 +232,18 @@ def list_participants(campaign_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/participants/{participant_id}", methods=["GET"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "participants.get")
 def get_participant(campaign_id: str, participant_id: str) -> Response:
-    svc, tenant, _ = _authorised()
+    svc, tenant, _ = _call()
     participant, progress = svc.get_progress(tenant, campaign_id, participant_id)
     return json_response(encoding.participant(participant, progress))
 
 
 @app.route("/v1/campaigns/{campaign_id}/participants/{participant_id}", methods=["DELETE"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "participants.erase")
 def erase_participant(campaign_id: str, participant_id: str) -> Response:
-    svc, tenant, _ = _authorised()
+    svc, tenant, _ = _call()
     receipt = svc.erase_participant(tenant, campaign_id, participant_id)
     logger.info(
         "participant erased",
@@ -247,8 +257,9 @@ def erase_participant(campaign_id: str, participant_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", methods=["POST"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.TERMINALS, "devices.register")
 def register_device(campaign_id: str, checkpoint_id: str) -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     body = parse.json_object(parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name"})
     registration = svc.register_device(
         tenant, campaign_id, checkpoint_id, parse.string(body, "name", default="")
@@ -259,8 +270,9 @@ def register_device(campaign_id: str, checkpoint_id: str) -> Response:
 
 @app.route("/v1/devices/{device_id}", methods=["DELETE"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.TERMINALS, "devices.revoke")
 def revoke_device(device_id: str) -> Response:
-    svc, tenant, _ = _authorised()
+    svc, tenant, _ = _call()
     return json_response(encoding.device(svc.revoke_device(tenant, device_id)))
 
 
@@ -269,10 +281,14 @@ def revoke_device(device_id: str) -> Response:
 
 @app.route("/v1/campaigns/{campaign_id}/history", methods=["GET"])
 @handled(ADMIN_ERRORS)
+@guard.route(Authority.HISTORY, "history.read")
 def list_history(campaign_id: str) -> Response:
-    svc, tenant, request = _authorised()
+    svc, tenant, request = _call()
     limit, cursor = parse.page_args(request.query_params)
-    return json_response(encoding.page(svc.list_history(tenant, campaign_id, limit, cursor), encoding.event))
+    query = parse.history_query(request.query_params)
+    return json_response(
+        encoding.page(svc.list_history(tenant, campaign_id, limit, cursor, query=query), encoding.event)
+    )
 
 
 # -- service ----------------------------------------------------------------------------------
@@ -286,3 +302,73 @@ def health() -> dict[str, Any]:
 @app.route("/openapi.json", methods=["GET"])
 def openapi() -> dict[str, Any]:
     return ADMIN_OPENAPI
+
+
+# -- access: who am I, management API keys, audit log -------------------------------------------
+
+
+@app.route("/v1/me", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(None, "me.read")
+def me() -> Response:
+    return json_response(encoding.principal(guard.call().principal))
+
+
+@app.route("/v1/api-keys", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.API_KEYS, "api_keys.create")
+def create_api_key() -> Response:
+    svc, _, request = _call()
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes),
+        {"name", "authorities", "ttl_days"},
+    )
+    try:
+        authorities = parse_authorities(body.get("authorities"))
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    ttl_days = _optional_int(body, "ttl_days") or DEFAULT_KEY_TTL_DAYS
+    key, secret = svc.create_api_key(
+        guard.call().principal, parse.string(body, "name"), authorities, timedelta(days=ttl_days)
+    )
+    logger.info("api key created", extra={"key_id": key.key_id})
+    return json_response(encoding.new_api_key(key, secret), 201)
+
+
+@app.route("/v1/api-keys", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.API_KEYS, "api_keys.list")
+def list_api_keys() -> Response:
+    svc, _, request = _call()
+    limit, cursor = parse.page_args(request.query_params)
+    return json_response(
+        encoding.page(svc.list_api_keys(guard.call().principal, limit, cursor), encoding.api_key)
+    )
+
+
+@app.route("/v1/api-keys/{key_id}", methods=["DELETE"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.API_KEYS, "api_keys.revoke")
+def revoke_api_key(key_id: str) -> Response:
+    svc, _, _ = _call()
+    return json_response(encoding.api_key(svc.revoke_api_key(guard.call().principal, key_id)))
+
+
+@app.route("/v1/audit", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TENANT_ADMIN, "audit.read")
+def read_audit() -> Response:
+    svc, _, request = _call()
+    limit, cursor = parse.page_args(request.query_params)
+    query: dict[str, str] = dict(request.query_params or {})
+    since, until = (parse.timestamp(query, n) if query.get(n) else None for n in ("since", "until"))
+    page = svc.read_audit(
+        guard.call().principal,
+        since=since,
+        until=until,
+        actor=query.get("actor") or None,
+        action=query.get("action") or None,
+        limit=limit,
+        cursor=cursor,
+    )
+    return json_response(encoding.page(page, encoding.audit_entry))

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from eventface.local.client import AdminClient, Camera, expect, read_jobs, request
 from eventface.local.stack import LocalStack
@@ -40,7 +42,7 @@ class Journey:
 @pytest.fixture(scope="module")
 def journey(stack: LocalStack, photo_bytes: Callable[[str], bytes]) -> Journey:
     # given: a published 2-stamp campaign with a camera at each of two checkpoints
-    admin = AdminClient(stack.admin_url, stack.admin_key)
+    admin = _user(stack, "owner")
     now = datetime.now(UTC)
     campaign = expect(
         admin.call(
@@ -98,19 +100,70 @@ def journey(stack: LocalStack, photo_bytes: Callable[[str], bytes]) -> Journey:
     return done
 
 
+def _user(stack: LocalStack, name: str) -> AdminClient:
+    return AdminClient.signed_in(stack.admin_url, stack.user_pool, name, stack.users[name])
+
+
 def test_local_stack_answers_health_on_both_apps(stack: LocalStack) -> None:
     # when
     edge = request("GET", f"{stack.edge_url}/v1/health", headers={})
-    admin = request("GET", f"{stack.admin_url}/v1/health", headers={"x-api-key": stack.admin_key})
+    admin = request("GET", f"{stack.admin_url}/v1/health", headers={})
     # then
     assert (edge.status, admin.status) == (200, 200)
 
 
-def test_local_stack_refuses_admin_calls_without_the_key(stack: LocalStack) -> None:
+def test_local_stack_refuses_admin_calls_without_valid_credentials(stack: LocalStack) -> None:
+    # given: a token signed by a key of our own, claiming the pool's issuer and client
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "sub": "mallory", "iss": stack.user_pool.issuer, "aud": stack.user_pool.client_id, "token_use": "id",
+        "iat": now, "exp": now + 600, "custom:tenant_id": stack.tenant_id, "cognito:groups": ["tenant_admin"],
+    }  # fmt: skip
+    forged = jwt.encode(claims, forger, algorithm="RS256", headers={"kid": "dummy"})
     # when
-    answer = AdminClient(stack.admin_url, "not-the-key").call("GET", "/v1/campaigns/nope/history")
+    wrong_key = AdminClient(stack.admin_url, api_key="efk_not-a-key").call("GET", "/v1/me")
+    forged_token = AdminClient(stack.admin_url, token=forged).call("GET", "/v1/audit")
+    garbage = AdminClient(stack.admin_url, token="not.a.jwt").call("GET", "/v1/me")
     # then
-    assert answer.status in (401, 403), answer
+    assert wrong_key.status == 401 and "unknown API key" in wrong_key.body["Message"], wrong_key
+    assert forged_token.status == 401, forged_token
+    assert garbage.status == 401, garbage
+
+
+def test_local_stack_users_sign_in_with_cognito_and_hold_one_authority_each(stack: LocalStack) -> None:
+    # given
+    history = _user(stack, "history")
+    # when
+    me = expect(history.call("GET", "/v1/me"), 200, what="me")
+    refused = history.call("POST", "/v1/api-keys", {"name": "x", "authorities": ["history"]})
+    audit = expect(
+        _user(stack, "tenant-admin").call("GET", "/v1/audit?action=api_keys.create"), 200, what="audit"
+    )
+    # then
+    assert (me["tenant_id"], me["kind"], me["authorities"]) == (stack.tenant_id, "user", ["history"])
+    assert refused.status == 403 and "api_keys" in refused.body["Message"]
+    assert any(e["outcome"] == "denied" and e["actor"] == f"user:{me['id']}" for e in audit["items"])
+
+
+def test_local_stack_management_key_registers_people_and_nothing_else(stack: LocalStack) -> None:
+    # given: the owner creates a key for an integration that may only manage targets
+    owner = _user(stack, "owner")
+    created = expect(
+        owner.call("POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"]}),
+        201,
+        what="create key",
+    )
+    crm = AdminClient(stack.admin_url, api_key=created["api_key"])
+    # when
+    listing = crm.call("GET", "/v1/campaigns/none/participants")
+    campaigns = crm.call("GET", "/v1/campaigns")
+    expect(owner.call("DELETE", f"/v1/api-keys/{created['key_id']}"), 200, what="revoke")
+    after = crm.call("GET", "/v1/campaigns/none/participants")
+    # then
+    assert listing.status == 404  # allowed, and the campaign does not exist
+    assert campaigns.status == 403
+    assert after.status == 401 and "revoked" in after.body["Message"]
 
 
 def test_local_stack_registers_two_people(journey: Journey) -> None:

@@ -7,7 +7,6 @@ management + scan flow on the real DynamoDB adapters against moto in-process.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ from eventface.adapters.memory import (
     in_memory_ports,
     unit_vector,
 )
+from eventface.adapters.memory_access import StaticClaims, StaticTokenVerifier
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
+from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Authority, secret_hash
 from eventface.domain.errors import QualityReason
 from eventface.local.apps import ADMIN_PROJECT, EDGE_PROJECT, REPO_ROOT, load_app
 from eventface.settings import Settings
@@ -39,8 +40,9 @@ LIMITS = {"EVENTFACE_MAX_PHOTO_BYTES": "2048", "EVENTFACE_MAX_BODY_BYTES": "4096
 
 admin = load_app(PROJECT, "eventface_admin_app")
 edge = load_app(EDGE_PROJECT, "eventface_edge_app")
-KEY = "admin-secret-key"
-SETTINGS = {**LIMITS, "EVENTFACE_ADMIN_API_KEY_SHA256": hashlib.sha256(KEY.encode()).hexdigest()}
+KEY = "efk_admin-secret-key"
+TENANT = "default"
+SETTINGS = dict(LIMITS)
 FACE = b"\xff\xd8bob-face"
 BLURRY = b"\xff\xd8blurry-face"
 BOB = unit_vector(1.0, *([0.0] * 127))
@@ -91,7 +93,30 @@ class Admin:
         return str(self.ok("POST", f"/v1/campaigns/{campaign_id}/participants", body, 201)["participant_id"])
 
 
+def seed_key(
+    services: Services,
+    secret: str,
+    authorities: frozenset[Authority] = frozenset(ALL_AUTHORITIES),
+    tenant: str = TENANT,
+) -> ApiKey:
+    """A management key as a deployment's bootstrap (or another key holder) would have made it."""
+    key = ApiKey(
+        tenant_id=tenant,
+        key_id=f"key-{secret_hash(secret)[:8]}",
+        name="test",
+        prefix=secret[:12],
+        key_hash=secret_hash(secret),
+        authorities=authorities,
+        created_at=NOW - timedelta(days=1),
+        created_by="test",
+        expires_at=NOW + timedelta(days=30),
+    )
+    services.deps.api_keys.add(key)
+    return key
+
+
 def make_admin(services: Services, monkeypatch: pytest.MonkeyPatch) -> Admin:
+    seed_key(services, KEY)
     monkeypatch.setattr(bootstrap_module, "services", lambda: services)
     return Admin(services, Client(admin.app, stage_name="local", project_dir=str(PROJECT)))
 
@@ -433,39 +458,221 @@ def test_admin_history_lists_scans_newest_first(api):
 
 # -- authentication, health, OpenAPI -----------------------------------------------------------
 
-ROUTES = [
-    ("POST", "/v1/campaigns"),
-    ("GET", "/v1/campaigns"),
-    ("GET", "/v1/campaigns/x"),
-    ("PATCH", "/v1/campaigns/x"),
-    ("POST", "/v1/campaigns/x/publish"),
-    ("POST", "/v1/campaigns/x/end"),
-    ("POST", "/v1/campaigns/x/checkpoints"),
-    ("DELETE", "/v1/campaigns/x/checkpoints/y"),
-    ("POST", "/v1/campaigns/x/participants"),
-    ("GET", "/v1/campaigns/x/participants"),
-    ("GET", "/v1/campaigns/x/participants/y"),
-    ("DELETE", "/v1/campaigns/x/participants/y"),
-    ("POST", "/v1/campaigns/x/checkpoints/y/devices"),
-    ("DELETE", "/v1/devices/x"),
-    ("GET", "/v1/campaigns/x/history"),
+#: Every management route, with the authority it needs ("x"/"y" stand for ids).
+GUARDED: list[tuple[str, str, Authority | None]] = [
+    ("POST", "/v1/campaigns", Authority.CAMPAIGNS),
+    ("GET", "/v1/campaigns", Authority.CAMPAIGNS),
+    ("GET", "/v1/campaigns/x", Authority.CAMPAIGNS),
+    ("PATCH", "/v1/campaigns/x", Authority.CAMPAIGNS),
+    ("POST", "/v1/campaigns/x/publish", Authority.CAMPAIGNS),
+    ("POST", "/v1/campaigns/x/end", Authority.CAMPAIGNS),
+    ("POST", "/v1/campaigns/x/checkpoints", Authority.CAMPAIGNS),
+    ("DELETE", "/v1/campaigns/x/checkpoints/y", Authority.CAMPAIGNS),
+    ("POST", "/v1/campaigns/x/participants", Authority.TARGETS),
+    ("GET", "/v1/campaigns/x/participants", Authority.TARGETS),
+    ("GET", "/v1/campaigns/x/participants/y", Authority.TARGETS),
+    ("DELETE", "/v1/campaigns/x/participants/y", Authority.TARGETS),
+    ("POST", "/v1/campaigns/x/checkpoints/y/devices", Authority.TERMINALS),
+    ("DELETE", "/v1/devices/x", Authority.TERMINALS),
+    ("GET", "/v1/campaigns/x/history", Authority.HISTORY),
+    ("POST", "/v1/api-keys", Authority.API_KEYS),
+    ("GET", "/v1/api-keys", Authority.API_KEYS),
+    ("DELETE", "/v1/api-keys/x", Authority.API_KEYS),
+    ("GET", "/v1/audit", Authority.TENANT_ADMIN),
+    ("GET", "/v1/me", None),
 ]
+ROUTES = [(method, path) for method, path, _ in GUARDED]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 @pytest.mark.parametrize("key", [None, "wrong-key"], ids=["missing", "wrong"])
-def test_admin_routes_need_the_api_key(api, method, path, key):
+def test_admin_routes_need_credentials(api, method, path, key):
     # when
     response = api.call(method, path, {}, key=key)
     # then
     assert response.status_code == 401 and response.json_body["Code"] == "UnauthorizedError"
+    entry = api.services.deps.audit.list("-").items[0]
+    assert (entry.actor, entry.outcome.value) == ("anonymous", "unauthenticated")
 
 
-def test_admin_unconfigured_key_is_503_without_details(make_api):
-    # given
-    api = make_api(EVENTFACE_ADMIN_API_KEY_SHA256="")
+@pytest.mark.parametrize(("method", "path", "authority"), [g for g in GUARDED if g[2] is not None], ids=str)
+def test_admin_route_refuses_a_key_without_its_authority_and_admits_one_with_it(api, method, path, authority):
+    # given: a key with every authority but this one, and a key with only this one
+    seed_key(api.services, "efk_without-it", frozenset(ALL_AUTHORITIES) - {authority})
+    seed_key(api.services, "efk_only-this", frozenset({authority}))
     # when
-    response = api.call("GET", "/v1/campaigns")
+    refused = api.call(method, path, {}, key="efk_without-it")
+    admitted = api.call(method, path, {}, key="efk_only-this")
+    # then
+    assert refused.status_code == 403, refused.body
+    assert f"'{authority.value}' authority" in refused.json_body["Message"]
+    assert admitted.status_code not in (401, 403), admitted.body
+    entries = api.services.deps.audit.list(TENANT).items
+    assert [e.outcome.value for e in entries[:2]] != ["denied", "denied"]
+    assert any(e.outcome.value == "denied" and e.target == path for e in entries)
+
+
+def test_admin_me_names_the_caller_and_its_authorities(api):
+    # when
+    body = api.ok("GET", "/v1/me")
+    # then
+    assert body["tenant_id"] == TENANT and body["kind"] == "api_key"
+    assert body["authorities"] == sorted(a.value for a in ALL_AUTHORITIES)
+
+
+def test_admin_signed_in_user_acts_in_their_tenant_with_their_groups(api):
+    # given: the identity provider vouches for a user of tenant "default" in two groups
+    tokens = api.services.deps.tokens
+    assert isinstance(tokens, StaticTokenVerifier)
+    tokens.tokens["id-token"] = StaticClaims(
+        "sub-1", "carol", ("campaigns", "history", "not-an-authority"), {"custom:tenant_id": TENANT}
+    )
+    tokens.tokens["no-tenant"] = StaticClaims("sub-2", "dave", ("campaigns",), {})
+    bearer = {"authorization": "Bearer id-token"}
+    # when
+    me = api.client.http.get("/v1/me", headers=bearer)
+    created = api.client.http.post("/v1/campaigns", headers={**bearer, "content-type": "application/json"},
+                                   body=json.dumps(CAMPAIGN))  # fmt: skip
+    keys = api.client.http.get("/v1/api-keys", headers=bearer)
+    homeless = api.client.http.get("/v1/me", headers={"authorization": "Bearer no-tenant"})
+    both = api.client.http.get("/v1/me", headers={**bearer, "x-api-key": KEY})
+    # then
+    assert me.json_body["kind"] == "user" and me.json_body["authorities"] == ["campaigns", "history"]
+    assert created.status_code == 201
+    assert keys.status_code == 403
+    assert homeless.status_code == 401 and "no tenant" in homeless.json_body["Message"]
+    assert both.status_code == 401 and "not both" in both.json_body["Message"]
+    actions = [(e.actor, e.action, e.outcome.value) for e in api.services.deps.audit.list(TENANT).items]
+    assert ("user:sub-1", "campaigns.create", "ok") in actions
+    assert ("user:sub-1", "api_keys.list", "denied") in actions
+
+
+def test_admin_api_keys_are_created_shown_once_listed_and_revoked(api):
+    # when
+    created = api.ok("POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"], "ttl_days": 30}, 201)
+    secret = created["api_key"]
+    used = api.call("GET", "/v1/campaigns/none/participants", key=secret)
+    listed = api.ok("GET", "/v1/api-keys")
+    revoked = api.ok("DELETE", f"/v1/api-keys/{created['key_id']}")
+    after = api.call("GET", "/v1/campaigns/none/participants", key=secret)
+    # then
+    assert secret.startswith(created["prefix"]) and created["authorities"] == ["targets"]
+    assert used.status_code == 404  # authenticated and authorised; the campaign does not exist
+    assert all("api_key" not in item for item in listed["items"])
+    assert any(item["key_id"] == created["key_id"] for item in listed["items"])
+    assert revoked["revoked"] is True
+    assert after.status_code == 401 and "revoked" in after.json_body["Message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"name": "x", "authorities": ["root"]}, 400),
+        ({"name": "x", "authorities": "targets"}, 400),
+        ({"name": "", "authorities": ["targets"]}, 400),
+        ({"name": "x", "authorities": ["targets"], "ttl_days": 9999}, 400),
+    ],
+    ids=["unknown-authority", "not-a-list", "blank-name", "too-long"],
+)
+def test_admin_api_key_bad_requests(api, body, status):
+    # when
+    response = api.call("POST", "/v1/api-keys", body)
+    # then
+    assert response.status_code == status, response.body
+
+
+def test_admin_a_key_cannot_grant_what_it_does_not_hold(api):
+    # given
+    seed_key(api.services, "efk_keys-only", frozenset({Authority.API_KEYS}))
+    # when
+    response = api.call(
+        "POST", "/v1/api-keys", {"name": "x", "authorities": ["history"]}, key="efk_keys-only"
+    )
+    # then
+    assert response.status_code == 403 and "do not hold" in response.json_body["Message"]
+
+
+def test_admin_audit_log_lists_every_kind_of_action(api):
+    # given: a management change, a history read, a refusal
+    campaign_id, _ = api.campaign()
+    api.ok("GET", f"/v1/campaigns/{campaign_id}/history")
+    seed_key(api.services, "efk_no-history", frozenset({Authority.CAMPAIGNS}))
+    api.call("GET", f"/v1/campaigns/{campaign_id}/history", key="efk_no-history")
+    # when
+    page = api.ok("GET", "/v1/audit?limit=100")
+    only_history = api.ok("GET", "/v1/audit?action=history.read")
+    # then
+    actions = {(e["action"], e["outcome"]) for e in page["items"]}
+    assert {("campaigns.create", "ok"), ("history.read", "ok"), ("history.read", "denied")} <= actions
+    assert {e["action"] for e in only_history["items"]} == {"history.read"}
+    assert all(e["target"].startswith("/v1/") and "efk_" not in e["detail"] for e in page["items"])
+
+
+# -- tenant isolation ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_tenants(api):
+    """Tenant "default" holds a campaign, checkpoint, participant, device and key; tenant "other"
+    holds a key with every authority."""
+    campaign_id, checkpoint_id = api.campaign(publish=True)
+    participant_id = api.participant(campaign_id)
+    device_id = api.ok("POST", f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", {}, 201)[
+        "device_id"
+    ]
+    key_id = api.ok("POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"]}, 201)["key_id"]
+    seed_key(api.services, "efk_other-tenant", tenant="other")
+    return {"x": campaign_id, "cp": checkpoint_id, "p": participant_id, "d": device_id, "k": key_id}
+
+
+def _their(path: str, ids: dict[str, str]) -> str:
+    """A GUARDED path with tenant "default"'s real ids in place of x and y."""
+    parts = path.split("/")
+    if parts[2] == "devices":
+        parts[3] = ids["d"]
+    elif parts[2] == "api-keys" and len(parts) > 3:
+        parts[3] = ids["k"]
+    elif parts[2] == "campaigns" and len(parts) > 3:
+        parts[3] = ids["x"]
+        if len(parts) > 5:
+            parts[5] = ids["p"] if parts[4] == "participants" else ids["cp"]
+    return "/".join(parts)
+
+
+VALID_BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/campaigns"): CAMPAIGN,
+    ("PATCH", "/v1/campaigns/x"): {"name": "Taken over"},
+    ("POST", "/v1/campaigns/x/checkpoints"): {"name": "Side door"},
+    ("POST", "/v1/campaigns/x/participants"): {"nickname": "Eve", "consent": True, "photo": b64(FACE)},
+    ("POST", "/v1/api-keys"): {"name": "mine", "authorities": ["targets"]},
+}
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_admin_other_tenant_can_neither_see_nor_touch_a_tenants_records(api, two_tenants, method, path):
+    # given
+    before = api.ok("GET", f"/v1/campaigns/{two_tenants['x']}")
+    # when
+    body = VALID_BODIES.get((method, path), {})
+    response = api.call(method, _their(path, two_tenants), body, key="efk_other-tenant")
+    # then: a foreign id is "not found", never "forbidden"; listings show only the caller's tenant
+    if "x" in path.split("/") or path.endswith("/y") or "/devices/x" in path:
+        assert response.status_code == 404, (response.status_code, response.body)
+    else:
+        assert response.status_code in (200, 201, 400), response.body
+        text = json.dumps(response.json_body)
+        assert all(value not in text for value in two_tenants.values())
+    assert api.ok("GET", f"/v1/campaigns/{two_tenants['x']}") == before
+    assert api.ok("GET", f"/v1/campaigns/{two_tenants['x']}/participants/{two_tenants['p']}")
+
+
+def test_admin_bearer_token_without_oidc_configured_is_503_without_details(monkeypatch):
+    # given: no EVENTFACE_OIDC_* settings, and the real token verifier
+    ports = in_memory_ports(clock=FixedClock(NOW))
+    del ports["tokens"]
+    api = make_admin(bootstrap(Settings(dict(SETTINGS)), **ports), monkeypatch)
+    # when
+    response = api.client.http.get("/v1/me", headers={"authorization": "Bearer abc.def.ghi"})
     # then
     assert response.status_code == 503 and "operators" in response.json_body["Message"]
 
@@ -490,11 +697,12 @@ def test_admin_openapi_matches_checked_in_file_and_routes(api):
     documented = {(p, m) for p, item in checked_in["paths"].items() for m in item}
     assert routes == documented
     assert {(p, m.lower()) for m, p in ROUTES} <= {(_concrete(p), m) for p, m in documented}
+    assert len(ROUTES) == len(routes) - 2  # every route but health and openapi.json is guarded
 
 
 def _concrete(path: str) -> str:
     """``/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}`` → ``/v1/campaigns/x/checkpoints/y``."""
-    names = {"{campaign_id}": "x", "{device_id}": "x"}
+    names = {"{campaign_id}": "x", "{device_id}": "x", "{key_id}": "x"}
     return "/".join(names.get(p, "y" if p.startswith("{") else p) for p in path.split("/"))
 
 

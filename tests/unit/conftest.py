@@ -48,6 +48,9 @@ class World:
     gallery: InMemoryGallery
     ledger: InMemoryScanLedger
     faces: InMemoryFaceAnalyzer
+    api_keys: Any
+    audit: Any
+    tokens: Any
 
 
 @pytest.fixture

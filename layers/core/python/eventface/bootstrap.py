@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
+from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority, Principal
 from eventface.domain.model import (
     Campaign,
     Checkpoint,
     Device,
     ErasureReceipt,
+    HistoryQuery,
     NotificationTexts,
     Page,
     Participant,
@@ -38,6 +40,9 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
+from eventface.ports_access import ApiKeyRepository, AuditLog, TokenVerifier
+from eventface.services import api_keys as api_key_service
+from eventface.services import auth as auth_service
 from eventface.services import campaigns as campaign_service
 from eventface.services import devices as device_service
 from eventface.services import history as history_service
@@ -60,6 +65,9 @@ PORTS: Final = (
     "devices",
     "gallery",
     "ledger",
+    "api_keys",
+    "audit",
+    "tokens",
     "faces",
     "clock",
     "policy",
@@ -157,6 +165,39 @@ class Container:
         return DynamoScanLedger(self._tables())
 
     @property
+    def api_keys(self) -> ApiKeyRepository:
+        return self._get("api_keys", self._make_api_keys)
+
+    def _make_api_keys(self) -> ApiKeyRepository:
+        from eventface.adapters.dynamo_access import DynamoApiKeyRepository
+
+        return DynamoApiKeyRepository(self._tables())
+
+    @property
+    def audit(self) -> AuditLog:
+        return self._get("audit", self._make_audit)
+
+    def _make_audit(self) -> AuditLog:
+        from eventface.adapters.dynamo_access import DynamoAuditLog
+
+        return DynamoAuditLog(self._tables())
+
+    @property
+    def tokens(self) -> TokenVerifier:
+        return self._get("tokens", self._make_tokens)
+
+    def _make_tokens(self) -> TokenVerifier:
+        from eventface.adapters.oidc import OidcConfig, OidcVerifier
+
+        return OidcVerifier(
+            OidcConfig(
+                jwks_url=self.settings.oidc_jwks_url,
+                issuer=self.settings.oidc_issuer,
+                client_id=self.settings.oidc_client_id,
+            )
+        )
+
+    @property
     def gallery(self) -> GalleryPort:
         return self._get("gallery", self._make_gallery)
 
@@ -194,6 +235,7 @@ class Container:
                 fmr_per_scan=self.settings.fmr_per_scan,
                 history_ttl=timedelta(hours=self.settings.history_ttl_hours),
                 cooldown_seconds=self.settings.cooldown_seconds,
+                audit_retention_days=self.settings.audit_retention_days,
             ),
         )
 
@@ -287,11 +329,72 @@ class Services:
     def revoke_device(self, tenant_id: str, device_id: str) -> Device:
         return device_service.revoke_device(self.deps, tenant_id, device_id)
 
+    # -- access control ----------------------------------------------------------------------
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        return auth_service.authenticate(self.deps, headers)
+
+    def require(self, principal: Principal, authority: Authority | None) -> None:
+        auth_service.require(principal, authority)
+
+    def audit(
+        self,
+        *,
+        principal: Principal | None,
+        action: str,
+        target: str,
+        outcome: AuditOutcome,
+        detail: str = "",
+    ) -> None:
+        auth_service.audit(
+            self.deps, principal=principal, action=action, target=target, outcome=outcome, detail=detail
+        )
+
+    def create_api_key(
+        self, principal: Principal, name: str, authorities: frozenset[Authority], ttl: timedelta
+    ) -> tuple[ApiKey, str]:
+        return api_key_service.create_api_key(
+            self.deps.api_keys, self.deps.clock, principal, name, authorities, ttl
+        )
+
+    def list_api_keys(self, principal: Principal, limit: int = 50, cursor: str | None = None) -> Page[ApiKey]:
+        return api_key_service.list_api_keys(self.deps.api_keys, principal, limit, cursor)
+
+    def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
+        return api_key_service.revoke_api_key(self.deps.api_keys, self.deps.clock, principal, key_id)
+
+    def read_audit(
+        self,
+        principal: Principal,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[AuditEntry]:
+        return api_key_service.read_audit(
+            self.deps.audit,
+            principal,
+            since=since,
+            until=until,
+            actor=actor,
+            action=action,
+            limit=limit,
+            cursor=cursor,
+        )
+
     # -- history -----------------------------------------------------------------------------
     def list_history(
-        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+        self,
+        tenant_id: str,
+        campaign_id: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        query: HistoryQuery | None = None,
     ) -> Page[RecognitionEvent]:
-        return history_service.list_history(self.deps, tenant_id, campaign_id, limit, cursor)
+        return history_service.list_history(self.deps, tenant_id, campaign_id, limit, cursor, query=query)
 
 
 def bootstrap(settings: Settings | None = None, **overrides: Any) -> Services:

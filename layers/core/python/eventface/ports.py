@@ -12,6 +12,7 @@ from typing import Protocol
 from eventface.domain.model import (
     Campaign,
     Device,
+    HistoryQuery,
     Identification,
     Page,
     Participant,
@@ -96,9 +97,16 @@ class HistoryLog(Protocol):
         ...
 
     def list(
-        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+        self,
+        tenant_id: str,
+        campaign_id: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        query: HistoryQuery | None = None,
     ) -> Page[RecognitionEvent]:
-        """A campaign's events, newest first."""
+        """A campaign's events that match ``query``, newest first (a page may hold fewer than
+        ``limit`` events when filters apply; follow the cursor until it is None)."""
         ...
 
     def for_participant(

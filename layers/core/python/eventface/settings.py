@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,10 @@ HISTORY_TTL_HOURS: Final = "EVENTFACE_HISTORY_TTL_HOURS"
 MAX_PHOTO_BYTES: Final = "EVENTFACE_MAX_PHOTO_BYTES"
 MAX_BODY_BYTES: Final = "EVENTFACE_MAX_BODY_BYTES"
 STAGE: Final = "EVENTFACE_STAGE"
-ADMIN_API_KEY_SHA256: Final = "EVENTFACE_ADMIN_API_KEY_SHA256"
-TENANT_ID: Final = "EVENTFACE_TENANT_ID"
-_SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
+OIDC_JWKS_URL: Final = "EVENTFACE_OIDC_JWKS_URL"
+OIDC_ISSUER: Final = "EVENTFACE_OIDC_ISSUER"
+OIDC_CLIENT_ID: Final = "EVENTFACE_OIDC_CLIENT_ID"
+AUDIT_RETENTION_DAYS: Final = "EVENTFACE_AUDIT_RETENTION_DAYS"
 
 
 class SettingsError(RuntimeError):
@@ -141,20 +141,25 @@ class Settings:
         return _parse(MAX_BODY_BYTES, raw, int, lambda v: v >= 1024, "a byte count of at least 1024")
 
     @property
-    def admin_api_key_sha256(self) -> str:
-        """Hex SHA-256 of the management API key (the key itself is never configured)."""
-        value = self._required(ADMIN_API_KEY_SHA256).lower()
-        if not _SHA256_HEX.match(value):
-            raise SettingsError(
-                f"{ADMIN_API_KEY_SHA256} is not a SHA-256 hex digest: set it to the 64 hex characters "
-                'printed by `printf %s "$KEY" | sha256sum`'
-            )
-        return value
+    def oidc_jwks_url(self) -> str:
+        """The identity provider's JWKS (Cognito: ``<issuer>/.well-known/jwks.json``)."""
+        return self._required(OIDC_JWKS_URL)
 
     @property
-    def tenant_id(self) -> str:
-        """The tenant of the management API until per-user auth arrives (``default``)."""
-        return self._optional(TENANT_ID) or "default"
+    def oidc_issuer(self) -> str:
+        """The ``iss`` of valid tokens (Cognito: ``https://cognito-idp.<region>.amazonaws.com/<pool>``)."""
+        return self._required(OIDC_ISSUER)
+
+    @property
+    def oidc_client_id(self) -> str:
+        """The app client whose ID tokens the management API accepts."""
+        return self._required(OIDC_CLIENT_ID)
+
+    @property
+    def audit_retention_days(self) -> int:
+        """How long audit entries are kept (400 days: longer than any history)."""
+        raw = self._optional(AUDIT_RETENTION_DAYS) or "400"
+        return _parse(AUDIT_RETENTION_DAYS, raw, int, lambda v: 1 <= v <= 3650, "a number of days, 1-3650")
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

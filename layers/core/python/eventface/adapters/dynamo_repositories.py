@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import operator
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -48,6 +50,7 @@ from eventface.domain.model import (
     Checkpoint,
     Consent,
     Device,
+    HistoryQuery,
     NotificationTexts,
     Page,
     Participant,
@@ -383,9 +386,14 @@ def _batch_delete(model: Any, items: Iterable[Any], what: str) -> None:
 # ------------------------------------------------------------------------------------ history
 
 
+def _time_key(at: datetime) -> str:
+    """Fixed-width UTC ISO time: sorts lexicographically as the times do."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _history_sk(event: RecognitionEvent) -> str:
-    # Fixed-width UTC ISO time sorts lexicographically; the event id breaks ties.
-    return f"{event.at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{event.event_id}"
+    # The event id breaks ties; "<time>" sorts before every "<time>#<id>", so a bound is exact.
+    return f"{_time_key(event.at)}#{event.event_id}"
 
 
 def _event_from_item(item: HistoryItem) -> RecognitionEvent:
@@ -441,19 +449,81 @@ class DynamoHistoryLog:
             raise _translate(exc, "recording the scan in history") from exc
 
     def list(
-        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+        self,
+        tenant_id: str,
+        campaign_id: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        query: HistoryQuery | None = None,
     ) -> Page[RecognitionEvent]:
+        wanted = query or HistoryQuery()
+        since = _time_key(wanted.since) if wanted.since else None
+        until = _time_key(wanted.until) if wanted.until else None
+        # The sort key starts with the time: a range is a key condition, not a filter.
+        if since and until:
+            range_condition: Any = HistoryItem.sk.between(since, until)
+        elif since:
+            range_condition = HistoryItem.sk >= since
+        elif until:
+            range_condition = HistoryItem.sk < until
+        else:
+            range_condition = None
+        if wanted.participant_id is not None:
+            return self._list_for_participant(
+                tenant_id, campaign_id, wanted, range_condition=range_condition, limit=limit, cursor=cursor
+            )
+        filters = [
+            attribute == value
+            for attribute, value in (
+                (HistoryItem.device_id, wanted.device_id),
+                (HistoryItem.checkpoint_id, wanted.checkpoint_id),
+            )
+            if value is not None
+        ]
         try:
             result = HistoryItem.query(
                 _join(tenant_id, campaign_id),
+                range_key_condition=range_condition,
+                filter_condition=functools.reduce(operator.and_, filters) if filters else None,
                 scan_index_forward=False,
                 limit=limit,
                 last_evaluated_key=decode_cursor(cursor),
             )
-            items = tuple(_event_from_item(i) for i in result)
+            events = (_event_from_item(i) for i in result)
+            items = tuple(e for e in events if wanted.matches(e))
         except PynamoDBException as exc:
             raise _translate(exc, "reading the history") from exc
         return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def _list_for_participant(
+        self,
+        tenant_id: str,
+        campaign_id: str,
+        wanted: HistoryQuery,
+        *,
+        range_condition: Any,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[RecognitionEvent]:
+        """The participant GSI (keys only) for the page's keys, then the events themselves."""
+        try:
+            keys = HistoryItem.by_participant.query(
+                _join(tenant_id, campaign_id, wanted.participant_id or ""),
+                range_key_condition=range_condition,
+                scan_index_forward=False,
+                limit=limit,
+                last_evaluated_key=decode_cursor(cursor),
+            )
+            found = {
+                i.sk: _event_from_item(i)
+                for i in HistoryItem.batch_get([(k.campaign_key, k.sk) for k in keys])
+            }
+            ordered = sorted(found.items(), reverse=True)
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the participant's history") from exc
+        items = tuple(e for _, e in ordered if wanted.matches(e))
+        return Page(items, encode_cursor(keys.last_evaluated_key))
 
     def _keys_for(self, tenant_id: str, campaign_id: str, participant_id: str) -> tuple[HistoryItem, ...]:
         try:

@@ -26,6 +26,7 @@ from eventface.domain.errors import (
 from eventface.domain.model import (
     Campaign,
     Device,
+    HistoryQuery,
     Identification,
     NotificationJob,
     Page,
@@ -198,9 +199,20 @@ class InMemoryHistoryLog:
             self.events.append(event)
 
     def list(
-        self, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+        self,
+        tenant_id: str,
+        campaign_id: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        query: HistoryQuery | None = None,
     ) -> Page[RecognitionEvent]:
-        mine = [e for e in self.events if (e.tenant_id, e.campaign_id) == (tenant_id, campaign_id)]
+        wanted = query or HistoryQuery()
+        mine = [
+            e
+            for e in self.events
+            if (e.tenant_id, e.campaign_id) == (tenant_id, campaign_id) and wanted.matches(e)
+        ]
         return _page(sorted(mine, key=lambda e: (e.at, e.event_id), reverse=True), limit, cursor)
 
     def for_participant(
@@ -346,6 +358,11 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
         **overrides,
     }
     ports.setdefault("ledger", InMemoryScanLedger(ports["participants"], ports["stamps"], ports["history"]))
+    from eventface.adapters import memory_access  # it builds on this module
+
+    ports.setdefault("api_keys", memory_access.InMemoryApiKeyRepository())
+    ports.setdefault("audit", memory_access.InMemoryAuditLog())
+    ports.setdefault("tokens", memory_access.StaticTokenVerifier())
     return ports
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from eventface.domain.access import ApiKey, AuditEntry, Principal
 from eventface.domain.model import (
     Campaign,
     Checkpoint,
@@ -138,3 +139,46 @@ def event(value: RecognitionEvent) -> dict[str, Any]:
 def page(value: Page[T], encode: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
     """``{"items": [...], "cursor": "..."|null}``: pass ``cursor`` back for the next page."""
     return {"items": [encode(item) for item in value.items], "cursor": value.cursor}
+
+
+def api_key(value: ApiKey) -> dict[str, Any]:
+    """A management API key's metadata: its prefix, never the secret or its hash."""
+    return {
+        "key_id": value.key_id,
+        "name": value.name,
+        "prefix": value.prefix,
+        "authorities": sorted(a.value for a in value.authorities),
+        "created_at": when(value.created_at),
+        "created_by": value.created_by,
+        "expires_at": when(value.expires_at),
+        "revoked": value.revoked_at is not None,
+        "revoked_at": when(value.revoked_at),
+        "last_used_at": when(value.last_used_at),
+    }
+
+
+def new_api_key(value: ApiKey, secret: str) -> dict[str, Any]:
+    """A new key with its secret: the only time the secret is ever shown."""
+    return {**api_key(value), "api_key": secret}
+
+
+def audit_entry(value: AuditEntry) -> dict[str, Any]:
+    return {
+        "entry_id": value.entry_id,
+        "at": when(value.at),
+        "actor": value.actor,
+        "action": value.action,
+        "target": value.target,
+        "outcome": value.outcome.value,
+        "detail": value.detail,
+    }
+
+
+def principal(value: Principal) -> dict[str, Any]:
+    return {
+        "tenant_id": value.tenant_id,
+        "kind": value.kind.value,
+        "id": value.principal_id,
+        "name": value.name,
+        "authorities": sorted(a.value for a in value.authorities),
+    }

@@ -25,8 +25,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {
         400: "Malformed request (the message says what to fix)",
-        401: "Missing, unknown or revoked key",
-        403: "The key does not cover this resource",
+        401: "Missing, invalid, expired or revoked credentials",
+        403: "The credentials do not cover this resource or action",
         404: "Not found",
         409: "Conflicts with the current state",
         413: "Body or photo over the size limit",
@@ -210,15 +210,59 @@ _CAMPAIGN_FIELDS: Final = {
 }
 _C = ("campaign_id",)
 
+
+def _query(name: str, description: str, fmt: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"} | ({"format": fmt} if fmt else {})
+    return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+_HISTORY_FILTERS: Final = [
+    _query("since", "Events at or after this time (ISO 8601 with a timezone)", "date-time"),
+    _query("until", "Events before this time", "date-time"),
+    _query("device_id", "Only this device's events"),
+    _query("checkpoint_id", "Only this checkpoint's events"),
+    _query("participant_id", "Only this person's events"),
+]
+_AUDIT_FILTERS: Final = [
+    _query("since", "Entries at or after this time", "date-time"),
+    _query("until", "Entries before this time", "date-time"),
+    _query("actor", "Only this actor (user:<sub>, api_key:<id>, device:<id>)"),
+    _query("action", "Only this action (e.g. history.read)"),
+]
+#: operationId -> the authority the route needs (None: any authenticated caller).
+ADMIN_AUTHORITIES: Final[dict[str, str | None]] = {
+    "createCampaign": "campaigns",
+    "listCampaigns": "campaigns",
+    "getCampaign": "campaigns",
+    "updateCampaign": "campaigns",
+    "publishCampaign": "campaigns",
+    "endCampaign": "campaigns",
+    "addCheckpoint": "campaigns",
+    "removeCheckpoint": "campaigns",
+    "registerParticipant": "targets",
+    "listParticipants": "targets",
+    "getParticipant": "targets",
+    "eraseParticipant": "targets",
+    "registerDevice": "terminals",
+    "revokeDevice": "terminals",
+    "listHistory": "history",
+    "createApiKey": "api_keys",
+    "listApiKeys": "api_keys",
+    "revokeApiKey": "api_keys",
+    "readAudit": "tenant_admin",
+    "me": None,
+}
+
 ADMIN_OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
     "info": {
         "title": "eventface admin API",
         "version": "1.0.0",
-        "description": "For marketers and operators: campaigns, checkpoints, participants, devices "
-        "and scan history of one tenant.",
+        "description": "For marketers, operators and integrations: campaigns, checkpoints, participants, "
+        "devices, scan history, management API keys and the audit log of the caller's tenant. Every "
+        "operation names the authority it needs (x-required-authority) and is audited.",
     },
-    "security": [{"apiKey": []}],
+    "security": [{"bearer": []}, {"apiKey": []}],
     "paths": {
         "/v1/campaigns": {
             "post": _op(
@@ -347,21 +391,87 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
             ),
         },
         "/v1/campaigns/{campaign_id}/history": {
+            "get": {
+                **(
+                    history := _op(
+                        "listHistory",
+                        "Scan history, newest first, filtered by time range, device, checkpoint, person",
+                        "A page",
+                        _page_of("Event"),
+                        (400, 404),
+                        params=_C,
+                        paged=True,
+                    )
+                ),
+                "parameters": [*history["parameters"], *_HISTORY_FILTERS],
+            },
+        },
+        "/v1/me": {
+            "get": _op("me", "The caller: tenant, kind and authorities", "The caller", _ref("Principal"), ()),
+        },
+        "/v1/api-keys": {
+            "post": _op(
+                "createApiKey",
+                "Create a management API key (the secret is shown once)",
+                "Created",
+                _ref("NewApiKey"),
+                (400, 413),
+                body=_ref("ApiKeyCreate"),
+                status=201,
+            ),
             "get": _op(
-                "listHistory",
-                "Scan history, newest first",
+                "listApiKeys",
+                "List the tenant's keys (prefix only)",
                 "A page",
-                _page_of("Event"),
-                (400, 404),
-                params=_C,
+                _page_of("ApiKey"),
+                (400,),
                 paged=True,
             ),
+        },
+        "/v1/api-keys/{key_id}": {
+            "delete": _op(
+                "revokeApiKey",
+                "Revoke a key at once",
+                "The revoked key",
+                _ref("ApiKey"),
+                (404,),
+                params=("key_id",),
+            ),
+        },
+        "/v1/audit": {
+            "get": {
+                **(
+                    audit := _op(
+                        "readAudit",
+                        "The audit log, newest first",
+                        "A page",
+                        _page_of("AuditEntry"),
+                        (400,),
+                        paged=True,
+                    )
+                ),
+                "parameters": [*audit["parameters"], *_AUDIT_FILTERS],
+            },
         },
         "/v1/health": _HEALTH,
         "/openapi.json": _OPENAPI_PATH,
     },
     "components": {
-        "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An OpenID Connect ID token (Cognito); tenant from custom:tenant_id, "
+                "authorities from the user's groups",
+            },
+            "apiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-api-key",
+                "description": "A management API key",
+            },
+        },
         "schemas": {
             "Error": _ERROR,
             "CampaignCreate": {
@@ -472,6 +582,73 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     },
                 ],
             },
+            "Principal": {
+                "type": "object",
+                "properties": {
+                    "tenant_id": {"type": "string"},
+                    "kind": {"enum": ["user", "api_key", "device"]},
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "authorities": {"type": "array", "items": _ref("Authority")},
+                },
+            },
+            "Authority": {
+                "enum": [
+                    "targets",
+                    "history",
+                    "api_keys",
+                    "terminals",
+                    "campaigns",
+                    "venue_staff",
+                    "tenant_admin",
+                ]
+            },
+            "ApiKeyCreate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "authorities"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 100},
+                    "authorities": {"type": "array", "items": _ref("Authority"), "minItems": 1},
+                    "ttl_days": {"type": "integer", "minimum": 1, "maximum": 365, "default": 90},
+                },
+            },
+            "ApiKey": {
+                "type": "object",
+                "properties": {
+                    "key_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "prefix": {"type": "string"},
+                    "authorities": {"type": "array", "items": _ref("Authority")},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "created_by": {"type": "string"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "revoked": {"type": "boolean"},
+                    "revoked_at": _NULLABLE_STRING,
+                    "last_used_at": _NULLABLE_STRING,
+                },
+            },
+            "NewApiKey": {
+                "allOf": [
+                    _ref("ApiKey"),
+                    {
+                        "type": "object",
+                        "properties": {"api_key": {"type": "string", "description": "Shown once"}},
+                    },
+                ]
+            },
+            "AuditEntry": {
+                "type": "object",
+                "properties": {
+                    "entry_id": {"type": "string"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "actor": {"type": "string"},
+                    "action": {"type": "string"},
+                    "target": {"type": "string"},
+                    "outcome": {"enum": ["ok", "denied", "unauthenticated", "not_found", "failed"]},
+                    "detail": {"type": "string"},
+                },
+            },
             "Event": {
                 "type": "object",
                 "properties": {
@@ -494,6 +671,20 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
     },
 }
 
+
+def _declare_authorities(document: dict[str, Any]) -> None:
+    """Every admin operation states its authority and can answer 403."""
+    for item in document["paths"].values():
+        for operation in item.values():
+            op_id = operation["operationId"]
+            if op_id in ADMIN_AUTHORITIES:
+                operation["x-required-authority"] = ADMIN_AUTHORITIES[op_id]
+                operation["responses"].setdefault(
+                    "403", _json(_ref("Error"), "The caller lacks the authority")
+                )
+
+
+_declare_authorities(ADMIN_OPENAPI)
 DOCUMENTS: Final = {"edge.json": EDGE_OPENAPI, "admin.json": ADMIN_OPENAPI}
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from eventface.api.errors import UnsupportedMediaTypeError
 from eventface.domain.errors import InvalidInputError, PayloadTooLargeError
-from eventface.domain.model import Probe
+from eventface.domain.model import HistoryQuery, Probe, check_id
 
 #: Length of a device-computed template (SFace embeddings have 128 dimensions).
 TEMPLATE_DIM: Final = 128
@@ -185,3 +185,23 @@ def page_args(query: Mapping[str, str] | None, default_limit: int = 50) -> tuple
         except ValueError:
             raise InvalidInputError(f"limit {raw!r} is not an integer") from None
     return limit, query.get("cursor") or None
+
+
+def history_query(query: Mapping[str, str] | None) -> HistoryQuery:
+    """``since``, ``until`` (ISO 8601 with a timezone), ``device_id``, ``checkpoint_id`` and
+    ``participant_id`` from a query string; absent ones do not filter."""
+    query = query or {}
+
+    def when(name: str) -> datetime | None:
+        return timestamp(query, name) if query.get(name) else None
+
+    def ident(name: str) -> str | None:
+        return check_id(name, query[name]) if query.get(name) else None
+
+    return HistoryQuery(
+        since=when("since"),
+        until=when("until"),
+        device_id=ident("device_id"),
+        checkpoint_id=ident("checkpoint_id"),
+        participant_id=ident("participant_id"),
+    )

@@ -95,7 +95,29 @@ def run(cast: DemoCast, story: Story) -> None:
         story.say(
             f"Local stack up: edge {stack.edge_url}, admin {stack.admin_url}, AWS (moto) {stack.aws_endpoint}"
         )
-        admin = AdminClient(stack.admin_url, stack.admin_key)
+
+        def user(name: str) -> AdminClient:
+            return AdminClient.signed_in(stack.admin_url, stack.user_pool, name, stack.users[name])
+
+        # Each person signs in with their own authority; the registration desk is a system with a
+        # management API key that the owner created for it.
+        marketer, terminals, auditor = user("campaigns"), user("terminals"), user("tenant-admin")
+        key = expect(
+            user("owner").call(
+                "POST",
+                "/v1/api-keys",
+                {"name": "registration desk", "authorities": ["targets"], "ttl_days": 1},
+            ),
+            201,
+            what="create the registration desk's API key",
+        )
+        desk = AdminClient(stack.admin_url, api_key=key["api_key"])
+        story.say(
+            f"Signed in (Cognito, tenant {stack.tenant_id}): marketer 'campaigns', operator 'terminals', "
+            f"history viewer 'history', auditor 'tenant-admin'; owner made API key {key['prefix']}... "
+            "(targets only) for the registration desk"
+        )
+        admin = marketer
         now = datetime.now(UTC)
 
         # -- the operator sets up the rally ------------------------------------------------
@@ -127,7 +149,7 @@ def run(cast: DemoCast, story: Story) -> None:
             checkpoint_id = body.get("checkpoint_id") or body["checkpoints"][-1]["checkpoint_id"]
             names[checkpoint_id] = name
             device = expect(
-                admin.call(
+                terminals.call(
                     "POST",
                     f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices",
                     {"name": f"{name} camera"},
@@ -145,7 +167,7 @@ def run(cast: DemoCast, story: Story) -> None:
         # -- attendees register at the info desk --------------------------------------------
         attendees = [Attendee(person) for person in cast.people]
         for attendee in attendees:
-            answer = admin.register(campaign_id, attendee.person.name, attendee.person.registration)
+            answer = desk.register(campaign_id, attendee.person.name, attendee.person.registration)
             if answer.status == 201:
                 attendee.participant_id = answer.body["participant_id"]
                 story.say(f"Info desk: {attendee.person.name} registered ({attendee.participant_id})")
@@ -238,7 +260,7 @@ def run(cast: DemoCast, story: Story) -> None:
         story.say("Progress (admin API):")
         for attendee in registered:
             body = expect(
-                admin.call("GET", f"/v1/campaigns/{campaign_id}/participants/{attendee.participant_id}"),
+                desk.call("GET", f"/v1/campaigns/{campaign_id}/participants/{attendee.participant_id}"),
                 200,
                 what=f"progress of {attendee.person.name}",
             )
@@ -251,9 +273,21 @@ def run(cast: DemoCast, story: Story) -> None:
             )
         for attendee in refused:
             story.say(f"  {attendee.person.name:<10} not registered: {attendee.refusal}")
-        history = expect(admin.call("GET", f"/v1/campaigns/{campaign_id}/history"), 200, what="history")
+        history = expect(
+            user("history").call("GET", f"/v1/campaigns/{campaign_id}/history"), 200, what="history"
+        )
         events = history.get("items", history.get("events", []))
         story.say(f"History: {len(events)} recognition events recorded")
+        refused_read = marketer.call("GET", f"/v1/campaigns/{campaign_id}/history")
+        _check(refused_read.status == 403, "the marketer may not read the history", refused_read)
+        audit = expect(auditor.call("GET", "/v1/audit?limit=100"), 200, what="audit log")
+        entries = audit["items"]
+        denied = [e for e in entries if e["outcome"] == "denied"]
+        story.say(
+            f"Audit log: {len(entries)} entries (e.g. {entries[-1]['actor']} {entries[-1]['action']}); "
+            f"{len(denied)} refused (the marketer's history read: {denied[0]['action'] if denied else '-'})"
+        )
+        _check(len(denied) == 1, "exactly one refused action in the audit log", Answer(200, audit))
 
         expected_jobs = story.new_stamps + story.completions
         jobs = read_jobs(stack.queue_url, expected=expected_jobs)

@@ -321,6 +321,27 @@ class RecognitionEvent:
     expires_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Which events to list: a time range (``since`` inclusive, ``until`` exclusive) and exact
+    matches on device, checkpoint and participant; every field optional."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    device_id: str | None = None
+    checkpoint_id: str | None = None
+    participant_id: str | None = None
+
+    def matches(self, event: RecognitionEvent) -> bool:
+        return (
+            (self.since is None or event.at >= self.since)
+            and (self.until is None or event.at < self.until)
+            and (self.device_id is None or event.device_id == self.device_id)
+            and (self.checkpoint_id is None or event.checkpoint_id == self.checkpoint_id)
+            and (self.participant_id is None or event.participant_id == self.participant_id)
+        )
+
+
 def event_expiry(outcome: ScanOutcome, at: datetime, ttl: timedelta = DEFAULT_HISTORY_TTL) -> datetime | None:
     """Events that identify nobody expire after ``ttl``; matched ones stay until erasure."""
     matched = outcome in (ScanOutcome.STAMPED, ScanOutcome.ALREADY_STAMPED, ScanOutcome.COOLDOWN)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from eventface import aws
+from eventface.local.cognito import UserPool, sign_in
 
 TIMEOUT_SECONDS: Final = 60
 
@@ -56,14 +57,21 @@ def expect(answer: Answer, *statuses: int, what: str) -> dict[str, Any]:
 
 
 class AdminClient:
-    """The admin API with its key (``x-api-key``)."""
+    """The management API as a signed-in user (bearer ID token) or a system (``x-api-key``)."""
 
-    def __init__(self, base_url: str, api_key: str) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, api_key: str | None = None) -> None:
+        if (token is None) == (api_key is None):
+            raise ValueError("give either a token or an api_key")
         self._base = base_url.rstrip("/")
-        self._key = api_key
+        self._auth = {"authorization": f"Bearer {token}"} if token else {"x-api-key": api_key or ""}
+
+    @classmethod
+    def signed_in(cls, base_url: str, pool: UserPool, username: str, password: str) -> AdminClient:
+        """Sign in with the user pool (USER_PASSWORD_AUTH) and use the ID token."""
+        return cls(base_url, token=str(sign_in(pool, username, password)["IdToken"]))
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Answer:
-        headers = {"x-api-key": self._key, "accept": "application/json"}
+        headers = {**self._auth, "accept": "application/json"}
         data = None
         if payload is not None:
             headers["content-type"] = "application/json"

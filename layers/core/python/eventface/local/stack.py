@@ -6,9 +6,9 @@
    serialised (:mod:`eventface.local.moto_patches`), and the environment every client reads:
    ``AWS_ENDPOINT_URL``, fake credentials and region, ``AWS_MAX_ATTEMPTS=1`` (an unimplemented
    moto action answers 500 at once instead of being retried) - set before any client exists;
-2. the tables, gallery bucket and queues (:mod:`eventface.local.resources`) and the ``EVENTFACE_*``
-   settings pointing at them, with a freshly generated admin API key (only its SHA-256 is given to
-   the admin app, as in a deployment);
+2. the tables, gallery bucket and queues (:mod:`eventface.local.resources`), a Cognito user pool
+   with the demo tenant's users (one per authority, each in the Cognito group of its authority,
+   plus ``owner`` with all; fresh passwords) and the ``EVENTFACE_*`` settings pointing at them;
 3. the edge and admin Chalice apps, each served in-process by Chalice's local server (what
    ``chalice local --no-autoreload`` runs: autoreload would restart on every file change) on its own
    loopback port and thread, stage ``local``;
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 import secrets
@@ -40,13 +39,17 @@ from types import FrameType
 from typing import Any, Final
 
 from eventface import aws
+from eventface.domain.access import Authority
 from eventface.local.apps import FUNCTIONS_DIR
+from eventface.local.cognito import UserPool, create_user, create_user_pool
 from eventface.local.moto_patches import patch_moto
 from eventface.local.pump import CONSUMERS, STREAM_CONSUMERS, EventPump, Handler, load_handler
 
 HOST: Final = "127.0.0.1"
 STAGE: Final = "local"
-TENANT_ID: Final = "default"
+TENANT_ID: Final = "demo"
+#: The demo user who holds every authority.
+OWNER: Final = "owner"
 TABLE_PREFIX: Final = "eventface-local"
 #: The repository root (layers/core/python/eventface/local/stack.py -> five levels up).
 EDGE_APP: Final = "edge_api"
@@ -80,7 +83,8 @@ class LocalStack:
 
     edge_url: str
     admin_url: str
-    admin_key: str
+    user_pool: UserPool
+    users: dict[str, str]  # username -> password, one user per authority and an owner with all
     queue_url: str
     dlq_url: str
     aws_endpoint: str
@@ -224,7 +228,7 @@ def running_stack(
     Yields
     ------
     LocalStack
-        The apps' URLs, the admin API key and the notification queue.
+        The apps' URLs, the user pool and the demo users' passwords, the notification queue.
     """
     from eventface.local.resources import create_resources
 
@@ -240,16 +244,18 @@ def running_stack(
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         _clear_caches()
         resources = create_resources(TABLE_PREFIX)
-        admin_key = secrets.token_urlsafe(32)
+        pool = create_user_pool(TABLE_PREFIX)
+        users = _demo_users(pool)
         spill_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventface-spill-"))
         environment = {
             "EVENTFACE_STAGE": STAGE,
-            "EVENTFACE_TENANT_ID": TENANT_ID,
             "EVENTFACE_TABLE_PREFIX": resources.table_prefix,
             "EVENTFACE_GALLERY_BUCKET": resources.gallery_bucket,
             "EVENTFACE_NOTIFICATION_QUEUE_URL": resources.queue_urls["notifications"],
             "EVENTFACE_SPILL_DIR": spill_dir,
-            "EVENTFACE_ADMIN_API_KEY_SHA256": hashlib.sha256(admin_key.encode()).hexdigest(),
+            "EVENTFACE_OIDC_JWKS_URL": pool.jwks_url,
+            "EVENTFACE_OIDC_ISSUER": pool.issuer,
+            "EVENTFACE_OIDC_CLIENT_ID": pool.client_id,
         }
         os.environ.update(environment)
         servers = {
@@ -272,7 +278,8 @@ def running_stack(
         yield LocalStack(
             edge_url=edge_url,
             admin_url=admin_url,
-            admin_key=admin_key,
+            user_pool=pool,
+            users=users,
             queue_url=resources.queue_urls["notifications"],
             dlq_url=resources.dlq_urls["notifications"],
             aws_endpoint=endpoint,
@@ -280,6 +287,20 @@ def running_stack(
             gallery_bucket=resources.gallery_bucket,
             table_prefix=resources.table_prefix,
         )
+
+
+def _demo_users(pool: UserPool) -> dict[str, str]:
+    """The demo tenant's users, each with a fresh password: one per authority (named after it,
+    in its Cognito group) and ``owner`` with every authority."""
+    users: dict[str, str] = {}
+    for username, authorities in [
+        *((a.value.replace("_", "-"), (a.value,)) for a in Authority),
+        (OWNER, tuple(a.value for a in Authority)),
+    ]:
+        password = f"Ef!{secrets.token_urlsafe(12)}9z"
+        create_user(pool, username, password, attributes={"custom:tenant_id": TENANT_ID}, groups=authorities)
+        users[username] = password
+    return users
 
 
 def _wait_for_signal(stop: threading.Event) -> None:
@@ -309,9 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 "eventface local stack is up (Ctrl-C to stop)\n"
                 f"  edge API   {local.edge_url}   (header x-device-key)\n"
-                f"  admin API  {local.admin_url}   (header x-api-key)\n"
-                f"  admin key  {local.admin_key}\n"
-                f"  tenant     {local.tenant_id}\n"
+                f"  admin API  {local.admin_url}   (Authorization: Bearer <ID token>, or x-api-key)\n"
+                f"  tenant     {local.tenant_id}   users (password):\n"
+                + "".join(f"    {name:<13} {password}\n" for name, password in local.users.items())
+                + f"  sign in    Cognito pool {local.user_pool.pool_id}, client {local.user_pool.client_id}\n"
+                "             (InitiateAuth USER_PASSWORD_AUTH at the moto endpoint; use the IdToken)\n"
                 f"  AWS (moto) {local.aws_endpoint}\n"
                 f"  queue      {local.queue_url}\n"
                 f"  DLQ        {local.dlq_url}\n"

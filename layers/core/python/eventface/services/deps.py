@@ -18,6 +18,7 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
+from eventface.ports_access import ApiKeyRepository, AuditLog, TokenVerifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Policy:
     history_ttl: timedelta = DEFAULT_HISTORY_TTL
     cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS
     max_page: int = 100
+    audit_retention_days: int = 400
 
 
 class Deps(Protocol):
@@ -48,6 +50,12 @@ class Deps(Protocol):
     def gallery(self) -> GalleryPort: ...
     @property
     def ledger(self) -> ScanLedger: ...
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def tokens(self) -> TokenVerifier: ...
     @property
     def faces(self) -> FaceAnalyzer: ...
     @property

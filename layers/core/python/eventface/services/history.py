@@ -1,18 +1,26 @@
-"""Scan history: a campaign's recognition events, newest first, page by page."""
+"""Scan history: a campaign's recognition events, newest first, page by page, filtered."""
 
 from __future__ import annotations
 
 from eventface.domain.errors import InvalidInputError
-from eventface.domain.model import Page, RecognitionEvent
+from eventface.domain.model import HistoryQuery, Page, RecognitionEvent
 from eventface.services.deps import Deps
 
 
 def list_history(
-    deps: Deps, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+    deps: Deps,
+    tenant_id: str,
+    campaign_id: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    *,
+    query: HistoryQuery | None = None,
 ) -> Page[RecognitionEvent]:
-    """One page of events; pass ``page.cursor`` back for the next. NotFoundError for an unknown
-    campaign, InvalidInputError for a bad limit or cursor."""
+    """One page of the events matching ``query``; pass ``page.cursor`` back for the next.
+    NotFoundError for an unknown campaign, InvalidInputError for a bad limit, cursor or range."""
     if not 1 <= limit <= deps.policy.max_page:
         raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    if query and query.since and query.until and query.since >= query.until:
+        raise InvalidInputError("since must be before until")
     deps.campaigns.get(tenant_id, campaign_id)
-    return deps.history.list(tenant_id, campaign_id, limit, cursor)
+    return deps.history.list(tenant_id, campaign_id, limit, cursor, query=query)

@@ -1,0 +1,95 @@
+"""Who is calling the management API: a signed-in user (OIDC token) or a system (API key).
+
+Users sign in with OpenID Connect (Cognito in AWS, moto's Cognito on the local stack); their ID
+token names their tenant (``custom:tenant_id``) and their authorities are the Cognito groups they
+belong to, one group per authority (``campaigns``, ``history``...), granted separately. Systems
+use management API keys (``x-api-key``), which carry their own authorities.
+
+Every decision ends in the audit log: :func:`audit` is called by the API for each request,
+allowed or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from eventface.adapters.oidc import bearer_token
+from eventface.domain.access import AuditOutcome, Authority, Principal, PrincipalKind
+from eventface.domain.errors import ForbiddenError, UnauthorizedError
+from eventface.services import api_keys
+from eventface.services.deps import Deps
+
+#: The ID token claim that names the user's tenant (a Cognito custom attribute).
+TENANT_CLAIM = "custom:tenant_id"
+#: Who the audit log names when the credentials named nobody.
+ANONYMOUS = "anonymous"
+#: The tenant of audit entries whose credentials named none (failed sign-ins).
+NO_TENANT = "-"
+
+
+def authenticate(deps: Deps, headers: Mapping[str, str]) -> Principal:
+    """The principal of a request's ``Authorization: Bearer`` token or ``x-api-key``.
+
+    Raises
+    ------
+    UnauthorizedError
+        Neither credential, both, or one that is not valid (the message says which and why).
+    """
+    authorization = headers.get("authorization")
+    key = headers.get("x-api-key")
+    if authorization and key:
+        raise UnauthorizedError("send either a bearer token or an x-api-key, not both")
+    if key:
+        return api_keys.authenticate_api_key(deps.api_keys, deps.clock, key)
+    token = bearer_token(authorization)
+    if token is None:
+        raise UnauthorizedError(
+            "credentials are required: sign in and send 'Authorization: Bearer <ID token>', "
+            "or send a management API key in x-api-key"
+        )
+    claims = deps.tokens.verify(token)
+    tenant = claims.claims.get(TENANT_CLAIM)
+    if not isinstance(tenant, str) or not tenant:
+        raise UnauthorizedError(
+            "your user belongs to no tenant: ask a tenant admin to set your tenant, then sign in again"
+        )
+    known = {a.value for a in Authority}
+    return Principal(
+        tenant_id=tenant,
+        kind=PrincipalKind.USER,
+        principal_id=claims.sub,
+        authorities=frozenset(Authority(g) for g in claims.groups if g in known),
+        name=claims.username,
+    )
+
+
+def require(principal: Principal, authority: Authority | None) -> None:
+    """ForbiddenError unless ``principal`` holds ``authority`` (None: any authenticated caller)."""
+    if authority is not None and not principal.has(authority):
+        raise ForbiddenError(
+            f"this action needs the '{authority.value}' authority: ask a tenant admin to grant it"
+        )
+
+
+def audit(
+    deps: Deps,
+    *,
+    principal: Principal | None,
+    action: str,
+    target: str,
+    outcome: AuditOutcome,
+    detail: str = "",
+) -> None:
+    """Append one audit entry (to the caller's tenant; failed sign-ins to no tenant)."""
+    api_keys.record_audit(
+        deps.audit,
+        deps.clock,
+        tenant_id=principal.tenant_id if principal else NO_TENANT,
+        actor=principal.actor if principal else ANONYMOUS,
+        action=action,
+        target=target,
+        outcome=outcome,
+        detail=detail[:300],
+        retention=timedelta(days=deps.policy.audit_retention_days),
+    )
