@@ -268,6 +268,23 @@ def register_device(campaign_id: str, checkpoint_id: str) -> Response:
     return json_response(encoding.device_registration(registration), 201)
 
 
+@app.route("/v1/devices", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TERMINALS, "devices.list")
+def list_devices() -> Response:
+    svc, tenant, request = _call()
+    limit, cursor = parse.page_args(request.query_params)
+    return json_response(encoding.page(svc.list_devices(tenant, limit, cursor), encoding.device))
+
+
+@app.route("/v1/devices/{device_id}/activation-code", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TERMINALS, "devices.activation_code")
+def new_activation_code(device_id: str) -> Response:
+    svc, tenant, _ = _call()
+    return json_response(encoding.device_registration(svc.new_activation_code(tenant, device_id)), 201)
+
+
 @app.route("/v1/devices/{device_id}", methods=["DELETE"])
 @handled(ADMIN_ERRORS)
 @guard.route(Authority.TERMINALS, "devices.revoke")

@@ -12,10 +12,13 @@ from chalice.app import Chalice, ConvertToMiddleware, Response
 
 from eventface import bootstrap
 from eventface.api import encoding, requests
+from eventface.api.access import source_of
 from eventface.api.errors import EDGE_ERRORS
 from eventface.api.http import handled, json_response
 from eventface.api.openapi import EDGE_OPENAPI
 from eventface.bootstrap import Services
+from eventface.domain.access import AuditOutcome, Principal, PrincipalKind
+from eventface.domain.errors import ForbiddenError, UnauthorizedError
 from eventface.observability import logger
 from eventface.services.scans import Scan
 from eventface.settings import from_environ
@@ -41,15 +44,41 @@ def services() -> Services:
 def record_scan(checkpoint_id: str) -> Response:
     request = _request()
     svc = services()
-    device = svc.authenticate_device(request.headers.get("x-device-key"))
+    target = f"/v1/checkpoints/{checkpoint_id}/scans"
+    try:
+        device = svc.authenticate_device(request.headers.get("x-device-key"))
+    except UnauthorizedError as exc:
+        _audit(svc, None, "scan", target, outcome=AuditOutcome.UNAUTHENTICATED, detail=str(exc))
+        svc.authentication_failed(source_of(request))  # 429 once over budget
+        raise
+    principal = _device_principal(device.tenant_id, device.device_id)
+    svc.limit(principal)
     logger.append_keys(device_id=device.device_id, checkpoint_id=checkpoint_id)
     settings = svc.deps.settings
-    photo, template = requests.scan_input(
-        request.headers.get("content-type"),
-        request.raw_body,
-        (settings.max_body_bytes, settings.max_photo_bytes),
+    try:
+        photo, template = requests.scan_input(
+            request.headers.get("content-type"),
+            request.raw_body,
+            (settings.max_body_bytes, settings.max_photo_bytes),
+        )
+        result = svc.record_scan(
+            Scan(device=device, checkpoint_id=checkpoint_id, photo=photo, template=template)
+        )
+    except ForbiddenError as exc:
+        _audit(svc, principal, "scan", target, outcome=AuditOutcome.DENIED, detail=str(exc))
+        raise
+    except Exception as exc:
+        _audit(svc, principal, "scan", target, outcome=AuditOutcome.FAILED, detail=type(exc).__name__)
+        raise
+    # Every search leaves a trace: which device searched, and how it ended (never the face).
+    _audit(
+        svc,
+        principal,
+        "scan",
+        target,
+        outcome=AuditOutcome.OK,
+        detail=f"event {result.event_id}: {result.reason or 'recognised'}",
     )
-    result = svc.record_scan(Scan(device=device, checkpoint_id=checkpoint_id, photo=photo, template=template))
     logger.info(
         "scan recorded",
         extra={
@@ -61,6 +90,74 @@ def record_scan(checkpoint_id: str) -> Response:
         },
     )
     return json_response(encoding.scan_result(result))
+
+
+@app.route("/v1/activations", methods=["POST"], content_types=[requests.JSON_TYPE])
+@handled(EDGE_ERRORS)
+def activate_device() -> Response:
+    """A terminal redeems its one-time activation code for its device key (shown once)."""
+    request = _request()
+    svc = services()
+    body = requests.json_object(requests.check_size(request.raw_body, 1024), {"code"})
+    source = source_of(request)
+    svc.admit(source)  # a source that keeps guessing codes is refused before any lookup
+    try:
+        activation = svc.activate_device(body.get("code") if isinstance(body.get("code"), str) else None)
+    except UnauthorizedError as exc:
+        detail = str(exc)
+        _audit(
+            svc,
+            None,
+            "devices.activate",
+            "/v1/activations",
+            outcome=AuditOutcome.UNAUTHENTICATED,
+            detail=detail,
+        )
+        svc.authentication_failed(source)
+        raise
+    device = activation.device
+    principal = _device_principal(device.tenant_id, device.device_id)
+    _audit(svc, principal, "devices.activate", f"/v1/devices/{device.device_id}", outcome=AuditOutcome.OK)
+    logger.info("device activated", extra={"device_id": device.device_id})
+    return json_response(encoding.device_activation(activation), 201)
+
+
+@app.route("/v1/device/key", methods=["POST"])
+@handled(EDGE_ERRORS)
+def rotate_key() -> Response:
+    """The authenticated terminal gets a new key; the one it sent works for a grace period."""
+    request = _request()
+    svc = services()
+    try:
+        current = svc.authenticate_device(request.headers.get("x-device-key"))
+    except UnauthorizedError:
+        svc.authentication_failed(source_of(request))
+        raise
+    svc.limit(_device_principal(current.tenant_id, current.device_id))
+    rotated = svc.rotate_device_key(current)
+    principal = _device_principal(current.tenant_id, current.device_id)
+    _audit(svc, principal, "devices.rotate_key", f"/v1/devices/{current.device_id}", outcome=AuditOutcome.OK)
+    logger.info("device key rotated", extra={"device_id": current.device_id})
+    return json_response(encoding.device_activation(rotated))
+
+
+def _device_principal(tenant_id: str, device_id: str) -> Principal:
+    return Principal(tenant_id=tenant_id, kind=PrincipalKind.DEVICE, principal_id=device_id)
+
+
+def _audit(
+    svc: Services,
+    principal: Principal | None,
+    action: str,
+    target: str,
+    *,
+    outcome: AuditOutcome,
+    detail: str = "",
+) -> None:
+    try:
+        svc.audit(principal=principal, action=action, target=target, outcome=outcome, detail=detail)
+    except Exception:
+        logger.exception("audit entry could not be written", extra={"action": action})
 
 
 @app.route("/v1/health", methods=["GET"])

@@ -75,7 +75,7 @@ def journey(stack: LocalStack, photo_bytes: Callable[[str], bytes]) -> Journey:
             201,
             what=f"register device {name}",
         )
-        cameras.append(Camera(stack.edge_url, device["device_key"], checkpoint_id))
+        cameras.append(Camera.activated(stack.edge_url, device["activation_code"]))
     gate, stage = cameras
     expect(admin.call("POST", f"/v1/campaigns/{done.campaign_id}/publish"), 200, 201, what="publish")
     # and: two people registered with real photos
@@ -206,3 +206,47 @@ def test_local_stack_queues_notification_jobs_in_sqs(journey: Journey) -> None:
 def test_local_stack_read_jobs_sees_nothing_else(stack: LocalStack, journey: Journey) -> None:
     # then: the jobs read are hidden, not lost, and nothing else was queued
     assert read_jobs(stack.queue_url) == []
+
+
+def test_local_stack_terminal_activation_rotation_and_revocation(stack: LocalStack) -> None:
+    # given: an operator with the terminal authority registers a terminal for a checkpoint
+    owner, terminals = _user(stack, "owner"), _user(stack, "terminals")
+    now = datetime.now(UTC)
+    campaign = expect(
+        owner.call(
+            "POST",
+            "/v1/campaigns",
+            {
+                "name": "Terminals",
+                "starts_at": (now - timedelta(hours=1)).isoformat(),
+                "ends_at": (now + timedelta(days=1)).isoformat(),
+                "stamps_required": 1,
+            },
+        ),
+        201,
+        what="campaign",
+    )
+    path = f"/v1/campaigns/{campaign['campaign_id']}/checkpoints"
+    checkpoint = expect(owner.call("POST", path, {"name": "Door"}), 201, what="checkpoint")
+    checkpoint_id = checkpoint.get("checkpoint_id") or checkpoint["checkpoints"][-1]["checkpoint_id"]
+    device = expect(
+        terminals.call("POST", f"{path}/{checkpoint_id}/devices", {"name": "door"}), 201, what="device"
+    )
+    # when: the terminal activates, the code is replayed, the key is rotated, the device revoked
+    camera = Camera.activated(stack.edge_url, device["activation_code"])
+    replay = request(
+        "POST",
+        f"{stack.edge_url}/v1/activations",
+        headers={"content-type": "application/json"},
+        data=b'{"code": "%s"}' % device["activation_code"].encode(),
+    )
+    rotated = request("POST", f"{stack.edge_url}/v1/device/key", headers={"x-device-key": camera.key})
+    listed = expect(terminals.call("GET", "/v1/devices"), 200, what="devices")
+    expect(terminals.call("DELETE", f"/v1/devices/{device['device_id']}"), 200, what="revoke")
+    refused = Camera(stack.edge_url, rotated.body["device_key"], checkpoint_id).scan(b"\xff\xd8not-a-photo")
+    # then
+    assert replay.status == 401 and "used already" in replay.body["Message"]
+    assert rotated.status == 200 and rotated.body["device_key"] != camera.key
+    mine = next(d for d in listed["items"] if d["device_id"] == device["device_id"])
+    assert mine["status"] == "active" and mine["last_seen_at"]
+    assert refused.status == 401

@@ -429,24 +429,32 @@ def test_admin_register_participant_quality_problem_is_422_with_reasons(api):
 # -- devices and history -----------------------------------------------------------------------
 
 
-def test_admin_register_device_shows_key_once_and_revoke(api):
+def test_admin_device_lifecycle_register_list_new_code_revoke(api):
     # given
     campaign_id, checkpoint_id = api.campaign(publish=True)
     # when
     device = api.ok(
         "POST", f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", {"name": "gate cam"}, 201
     )
+    listed = api.ok("GET", "/v1/devices")
+    again = api.ok("POST", f"/v1/devices/{device['device_id']}/activation-code", None, 201)
     revoked = api.ok("DELETE", f"/v1/devices/{device['device_id']}")
+    after = api.call("POST", f"/v1/devices/{device['device_id']}/activation-code")
     # then
-    assert device["device_key"] and device["checkpoint_id"] == checkpoint_id
-    assert revoked["revoked"] is True and "device_key" not in revoked
+    assert device["status"] == "pending" and device["checkpoint_id"] == checkpoint_id
+    assert device["activation_code"] and device["activation_expires_at"] and "device_key" not in device
+    assert [d["device_id"] for d in listed["items"]] == [device["device_id"]]
+    assert again["activation_code"] != device["activation_code"]
+    assert revoked["status"] == "revoked" and "activation_code" not in revoked
+    assert after.status_code == 404
 
 
 def test_admin_history_lists_scans_newest_first(api):
     # given: a scan through the services
     campaign_id, checkpoint_id = api.campaign(publish=True)
     api.participant(campaign_id)
-    key = api.services.register_device("default", campaign_id, checkpoint_id).key
+    code = api.services.register_device("default", campaign_id, checkpoint_id).activation_code
+    key = api.services.activate_device(code).key
     from eventface.services.scans import Scan
 
     api.services.record_scan(Scan(api.services.authenticate_device(key), checkpoint_id, photo=FACE))
@@ -474,6 +482,8 @@ GUARDED: list[tuple[str, str, Authority | None]] = [
     ("DELETE", "/v1/campaigns/x/participants/y", Authority.TARGETS),
     ("POST", "/v1/campaigns/x/checkpoints/y/devices", Authority.TERMINALS),
     ("DELETE", "/v1/devices/x", Authority.TERMINALS),
+    ("GET", "/v1/devices", Authority.TERMINALS),
+    ("POST", "/v1/devices/x/activation-code", Authority.TERMINALS),
     ("GET", "/v1/campaigns/x/history", Authority.HISTORY),
     ("POST", "/v1/api-keys", Authority.API_KEYS),
     ("GET", "/v1/api-keys", Authority.API_KEYS),
@@ -628,7 +638,7 @@ def two_tenants(api):
 def _their(path: str, ids: dict[str, str]) -> str:
     """A GUARDED path with tenant "default"'s real ids in place of x and y."""
     parts = path.split("/")
-    if parts[2] == "devices":
+    if parts[2] == "devices" and len(parts) > 3:
         parts[3] = ids["d"]
     elif parts[2] == "api-keys" and len(parts) > 3:
         parts[3] = ids["k"]
@@ -729,7 +739,12 @@ def test_admin_then_edge_flow_on_dynamo(dynamo_services, monkeypatch):
         "POST", f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", {"name": "cam"}, 201
     )
     edge_client = Client(edge.app, stage_name="local", project_dir=str(EDGE_PROJECT))
-    headers = {"x-device-key": device["device_key"], "content-type": "image/jpeg"}
+    activation = edge_client.http.post(
+        "/v1/activations",
+        headers={"content-type": "application/json"},
+        body=json.dumps({"code": device["activation_code"]}),
+    )
+    headers = {"x-device-key": activation.json_body["device_key"], "content-type": "image/jpeg"}
     # when
     first = edge_client.http.post(f"/v1/checkpoints/{checkpoint_id}/scans", headers=headers, body=FACE)
     dynamo_services.deps.clock.advance(60)
@@ -742,3 +757,16 @@ def test_admin_then_edge_flow_on_dynamo(dynamo_services, monkeypatch):
     assert progress["progress"]["completed"] is True
     assert [e["outcome"] for e in history["items"]] == ["already_stamped", "stamped"]
     assert datetime.fromisoformat(history["items"][0]["at"]) == NOW + timedelta(seconds=60)
+
+
+def test_admin_key_over_its_rate_and_failed_keys_get_429(make_api):
+    # given: keys allowed 2 requests a minute, sources 2 failures
+    api = make_api(EVENTFACE_KEY_REQUESTS_PER_MINUTE="2", EVENTFACE_FAILED_AUTH_PER_MINUTE="2")
+    # when
+    mine = [api.call("GET", "/v1/me").status_code for _ in range(3)]
+    wrong = [api.call("GET", "/v1/me", key=f"efk_wrong-{i}").status_code for i in range(3)]
+    # then
+    assert mine == [200, 200, 429]
+    assert wrong == [401, 401, 429]
+    outcomes = [e.outcome.value for e in api.services.deps.audit.list("-").items]
+    assert outcomes.count("unauthenticated") == 3

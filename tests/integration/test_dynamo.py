@@ -33,13 +33,22 @@ from eventface.adapters.memory import FixedClock, InMemoryFaceAnalyzer, InMemory
 from eventface.adapters.sqs_queue import SqsSender
 from eventface.bootstrap import Services, bootstrap
 from eventface.consumers.outbox_relay import relay
-from eventface.domain.errors import AlreadyExistsError, InvalidInputError, NotFoundError, StateConflictError
+from eventface.domain.access import secret_hash
+from eventface.domain.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    NotFoundError,
+    StateConflictError,
+    UnauthorizedError,
+)
 from eventface.domain.model import (
     Campaign,
     CampaignStatus,
     Checkpoint,
     Consent,
+    CredentialKind,
     Device,
+    DeviceCredential,
     JobKind,
     NotificationJob,
     Participant,
@@ -286,22 +295,46 @@ def test_dynamo_history_newest_first_pages_and_erasure(tables):
     assert [e.event_id for e in log.list("acme", "rally").items] == ["e3", "e1"]
 
 
-def test_dynamo_device_registry_lookup_and_revoke(tables):
-    # given
+def _credential(secret: str, kind: CredentialKind, **changes: Any) -> DeviceCredential:
+    return replace(DeviceCredential(secret_hash(secret), kind, "acme", "d1", "rally", "gate"), **changes)
+
+
+def test_dynamo_device_lifecycle_activate_rotate_revoke(tables):
+    # given: a pending device with its activation code
     registry = DynamoDeviceRegistry(tables)
-    device = Device("acme", "d1", "rally", "gate", "camera", "ab" * 32, NOW)
-    registry.add(device)
-    # when
-    found = registry.by_key_hash("ab" * 32)
-    revoked = registry.revoke("acme", "d1", NOW)
+    device = Device("acme", "d1", "rally", "gate", "camera", NOW)
+    code = _credential("code-1", CredentialKind.ACTIVATION, expires_at=NOW + timedelta(minutes=10))
+    registry.add(device, code)
+    # when: activated, rotated, touched, listed
+    key = _credential("key-1", CredentialKind.KEY)
+    active = registry.activate(code, key, NOW)
+    with pytest.raises(UnauthorizedError, match="no longer valid"):
+        registry.activate(code, _credential("key-x", CredentialKind.KEY), NOW)
+    rotated = registry.rotate(key, _credential("key-2", CredentialKind.KEY), NOW + timedelta(minutes=5))
+    registry.touch("acme", "d1", NOW + timedelta(seconds=3))
+    listed = registry.list("acme").items
     # then
-    assert found == device and registry.by_key_hash("cd" * 32) is None
-    again = registry.by_key_hash("ab" * 32)
-    assert revoked.revoked and again is not None and again.revoked_at == NOW
-    with pytest.raises(AlreadyExistsError):
-        registry.add(device)
+    assert registry.credential(secret_hash("key-x")) is None
+    assert active.status == "active" and active.key_hash == secret_hash("key-1")
+    assert registry.credential(secret_hash("code-1")).used_at == NOW  # type: ignore[union-attr]
+    assert rotated.key_hash == secret_hash("key-2")
+    assert registry.credential(secret_hash("key-1")).expires_at == NOW + timedelta(minutes=5)  # type: ignore[union-attr]
+    assert [d.last_seen_at for d in listed] == [NOW + timedelta(seconds=3)]
+    assert registry.list("other").items == ()
+    # when: revoked
+    revoked = registry.revoke("acme", "d1", NOW)
+    # then: every key is gone at once, and a foreign tenant finds nothing
+    assert revoked.status == "revoked"
+    assert (
+        registry.credential(secret_hash("key-1")) is None
+        and registry.credential(secret_hash("key-2")) is None
+    )
     with pytest.raises(NotFoundError):
         registry.revoke("other", "d1", NOW)
+    with pytest.raises(NotFoundError, match="revoked"):
+        registry.issue_activation(_credential("code-2", CredentialKind.ACTIVATION))
+    with pytest.raises(AlreadyExistsError):
+        registry.add(device, _credential("code-3", CredentialKind.ACTIVATION))
 
 
 @pytest.fixture
@@ -344,8 +377,8 @@ def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(tables, services, m
     participant = wired.register_participant(
         Registration("acme", "rally", b"ann", "Ann", consent=True, push_endpoint="arn:push")
     )
-    gate = wired.register_device("acme", "rally", "gate")
-    hall = wired.register_device("acme", "rally", "hall")
+    gate = wired.activate_device(wired.register_device("acme", "rally", "gate").activation_code)
+    hall = wired.activate_device(wired.register_device("acme", "rally", "hall").activation_code)
     # when
     first = wired.record_scan(Scan(wired.authenticate_device(gate.key), "gate", photo=b"ann"))
     clock.advance(1)
@@ -395,10 +428,7 @@ def test_two_checkpoints_scanning_the_same_people_at_once_complete_each_exactly_
     wired, faces, _ = services
     make_campaign()
     people = _register_people(wired, faces, 6)
-    devices = {
-        cp: wired.authenticate_device(wired.register_device("acme", "rally", cp).key)
-        for cp in ("gate", "hall")
-    }
+    devices = {cp: wired.authenticate_device(_activated_key(wired, cp)) for cp in ("gate", "hall")}
     work = [(i, cp) for i in range(len(people)) for cp in devices]
     barrier = threading.Barrier(len(work))
 
@@ -427,7 +457,7 @@ def test_the_same_scan_sent_six_times_at_once_is_one_stamp(tables, services, mak
     wired, faces, _ = services
     make_campaign()
     (participant_id,) = _register_people(wired, faces, 1)
-    device = wired.authenticate_device(wired.register_device("acme", "rally", "gate").key)
+    device = wired.authenticate_device(_activated_key(wired, "gate"))
     barrier = threading.Barrier(6)
 
     def scan(_: int):
@@ -452,3 +482,7 @@ def _receive_all(queue_url: str) -> list[dict[str, Any]]:
     while batch := _receive(queue_url):
         jobs += batch
     return jobs
+
+
+def _activated_key(wired: Services, checkpoint_id: str) -> str:
+    return wired.activate_device(wired.register_device("acme", "rally", checkpoint_id).activation_code).key

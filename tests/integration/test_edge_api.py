@@ -28,8 +28,9 @@ from eventface.adapters.memory import (
 )
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
+from eventface.domain.access import secret_hash
 from eventface.domain.errors import DependencyError, InvalidInputError
-from eventface.domain.model import Checkpoint, Device, Probe, hash_key
+from eventface.domain.model import Checkpoint, CredentialKind, Device, DeviceCredential, Probe
 from eventface.local.apps import EDGE_PROJECT, REPO_ROOT, load_app
 from eventface.services.participants import Registration
 from eventface.settings import Settings
@@ -86,7 +87,8 @@ def seed(services: Services, faces: InMemoryFaceAnalyzer) -> tuple[str, str]:
     faces.faces[ANN_PHOTO] = ANN
     services.register_participant(Registration("default", "rally", ANN_PHOTO, "Ann", consent=True))
     registration = services.register_device("default", "rally", "gate", "gate cam")
-    return registration.key, registration.device.device_id
+    activation = services.activate_device(registration.activation_code)
+    return activation.key, activation.device.device_id
 
 
 @pytest.fixture
@@ -195,13 +197,52 @@ def test_edge_scan_other_checkpoint_is_403(world):
 
 def test_edge_scan_campaign_gone_is_404(world):
     # given: a device whose campaign no longer exists
-    world.services.deps.devices.add(
-        Device("default", "d-orphan", "gone", "nowhere", "orphan", hash_key("orphan-key"), NOW)
+    orphan = Device("default", "d-orphan", "gone", "nowhere", "orphan", NOW)
+    code = DeviceCredential(
+        secret_hash("ABCD-EFGH-JKMN"), CredentialKind.ACTIVATION, "default", "d-orphan", "gone", "nowhere"
     )
+    world.services.deps.devices.add(orphan, code)
+    key = world.services.activate_device("ABCD-EFGH-JKMN").key
     # when
-    response = world.scan(ANN_PHOTO, "image/jpeg", checkpoint="nowhere", key="orphan-key")
+    response = world.scan(ANN_PHOTO, "image/jpeg", checkpoint="nowhere", key=key)
     # then
     assert response.status_code == 404 and response.json_body["Code"] == "NotFoundError"
+
+
+def test_edge_activation_rotation_and_revocation_over_http(world):
+    # given: a new terminal registered by an operator
+    registration = world.services.register_device("default", "rally", "hall", "hall cam")
+    post = world.client.http.post
+    json_headers = {"content-type": "application/json"}
+    # when: it redeems its code, twice; scans; rotates its key; is revoked
+    first = post(
+        "/v1/activations", headers=json_headers, body=json.dumps({"code": registration.activation_code})
+    )
+    replay = post(
+        "/v1/activations", headers=json_headers, body=json.dumps({"code": registration.activation_code})
+    )
+    junk = post("/v1/activations", headers=json_headers, body=json.dumps({"code": "NOPE-NOPE-NOPE"}))
+    key = first.json_body["device_key"]
+    scanned = world.scan(ANN_PHOTO, "image/jpeg", checkpoint="hall", key=key)
+    rotated = post("/v1/device/key", headers={"x-device-key": key})
+    new_key = rotated.json_body["device_key"]
+    old_still = world.scan(ANN_PHOTO, "image/jpeg", checkpoint="hall", key=key)
+    world.services.revoke_device("default", first.json_body["device_id"])
+    after = world.scan(ANN_PHOTO, "image/jpeg", checkpoint="hall", key=new_key)
+    # then
+    assert first.status_code == 201 and first.json_body["status"] == "active" and key.startswith("efd_")
+    assert replay.status_code == 401 and "used already" in replay.json_body["Message"]
+    assert junk.status_code == 401 and "unknown activation code" in junk.json_body["Message"]
+    assert scanned.status_code == 200 and scanned.json_body["recognised"] is True
+    assert rotated.status_code == 200 and new_key != key
+    assert old_still.status_code == 200  # inside the grace period
+    assert after.status_code == 401
+    audit = world.services.deps.audit.list("default").items
+    actions = {(e.action, e.outcome.value) for e in audit}
+    assert {("devices.activate", "ok"), ("devices.rotate_key", "ok"), ("scan", "ok")} <= actions
+    assert ("devices.activate", "unauthenticated") in {
+        (e.action, e.outcome.value) for e in world.services.deps.audit.list("-").items
+    }
 
 
 @pytest.mark.parametrize(
@@ -361,3 +402,30 @@ def test_edge_scan_flow_on_dynamo_stamps_then_already_stamped(dynamo_services, m
     assert first.json_body["new_stamp"] is True and first.json_body["stamps"] == 1
     assert second.json_body["already_stamped"] is True and second.json_body["stamps"] == 1
     assert [item.kind for item in OutboxItem.scan()] == ["stamp"]  # the job waits for the relay
+
+
+def test_edge_device_over_its_rate_gets_429_with_retry_after(make_world):
+    # given: a device allowed 3 requests a minute
+    world = make_world(EVENTFACE_DEVICE_REQUESTS_PER_MINUTE="3")
+    # when
+    answers = [world.scan(ANN_PHOTO, "image/jpeg") for _ in range(4)]
+    world.services.deps.clock.advance(60)
+    later = world.scan(ANN_PHOTO, "image/jpeg")
+    # then
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[3].json_body["Code"] == "TooManyRequestsError"
+    assert 1 <= int(answers[3].headers["Retry-After"]) <= 60
+    assert later.status_code == 200
+
+
+def test_edge_failed_authentication_is_throttled_per_source(make_world):
+    # given: a source allowed 2 failed attempts a minute
+    world = make_world(EVENTFACE_FAILED_AUTH_PER_MINUTE="2")
+    post = world.client.http.post
+    guess = json.dumps({"code": "AAAA-BBBB-CCCC"})
+    # when
+    keys = [world.scan(ANN_PHOTO, "image/jpeg", key=f"guess-{i}").status_code for i in range(3)]
+    codes = post("/v1/activations", headers={"content-type": "application/json"}, body=guess)
+    # then: the third wrong key is throttled, and so is the next guess of an activation code
+    assert keys == [401, 401, 429]
+    assert codes.status_code == 429 and "Retry-After" in codes.headers

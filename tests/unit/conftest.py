@@ -23,7 +23,7 @@ from eventface.adapters.memory import (
     unit_vector,
 )
 from eventface.bootstrap import Services, bootstrap
-from eventface.domain.model import Campaign, Checkpoint, Device, Participant
+from eventface.domain.model import Campaign, Checkpoint, Device, DeviceCredential, Participant
 from eventface.services.deps import Policy
 from eventface.services.participants import Registration
 from eventface.services.scans import Scan
@@ -51,6 +51,7 @@ class World:
     api_keys: Any
     audit: Any
     tokens: Any
+    limiter: Any
 
 
 @pytest.fixture
@@ -115,7 +116,8 @@ def make_device(world: World) -> Callable[..., tuple[Device, str]]:
         registration = world.services.register_device(
             TENANT, campaign_id, checkpoint_id, f"camera {checkpoint_id}"
         )
-        return registration.device, registration.key
+        activation = world.services.activate_device(registration.activation_code)
+        return activation.device, activation.key
 
     return make
 
@@ -123,12 +125,12 @@ def make_device(world: World) -> Callable[..., tuple[Device, str]]:
 @pytest.fixture
 def scan_at(world: World, make_device: Callable[..., tuple[Device, str]]) -> Callable[..., Any]:
     """Scan ``photo`` at a checkpoint (a device per checkpoint, made on first use)."""
-    devices: dict[tuple[str, str], Device] = {}
+    devices: dict[tuple[str, str], DeviceCredential] = {}
 
     def scan(photo: bytes, checkpoint_id: str = "gate", campaign_id: str = "rally") -> Any:
         key = (campaign_id, checkpoint_id)
         if key not in devices:
-            devices[key] = make_device(checkpoint_id, campaign_id)[0]
+            devices[key] = world.services.authenticate_device(make_device(checkpoint_id, campaign_id)[1])
         return world.services.record_scan(Scan(devices[key], checkpoint_id, photo=photo))
 
     return scan

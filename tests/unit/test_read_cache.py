@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from eventface.adapters.memory import InMemoryCampaignRepository, InMemoryDeviceRegistry
-from eventface.adapters.read_cache import CachedCampaignRepository, CachedDeviceRegistry, TtlCache
-from eventface.domain.model import Campaign, CampaignStatus, Checkpoint, Device
+from eventface.adapters.memory import InMemoryCampaignRepository
+from eventface.adapters.read_cache import CachedCampaignRepository, TtlCache
+from eventface.domain.model import Campaign, CampaignStatus, Checkpoint
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -84,17 +84,3 @@ def test_cached_campaigns_own_write_is_visible_at_once(cached) -> None:
     repo.save(replace(draft, status=CampaignStatus.LIVE))
     # then the next read sees it
     assert repo.get("t", "c").status is CampaignStatus.LIVE
-
-
-def test_cached_devices_revocation_through_the_cache_is_effective_at_once() -> None:
-    # given a device looked up once
-    inner = InMemoryDeviceRegistry()
-    registry = CachedDeviceRegistry(inner, TtlCache(5.0, Ticker()))
-    device = Device("t", "d1", "c", "gate", "Gate cam", "hash-1", NOW)
-    registry.add(device)
-    assert registry.by_key_hash("hash-1") is not None
-    # when it is revoked
-    registry.revoke("t", "d1", NOW)
-    # then
-    found = registry.by_key_hash("hash-1")
-    assert found is not None and found.revoked

@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
+from eventface.adapters.rate_limit import RateLimiter
 from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority, Principal
 from eventface.domain.model import (
     Campaign,
     Checkpoint,
     Device,
+    DeviceCredential,
     ErasureReceipt,
     HistoryQuery,
     NotificationTexts,
@@ -50,8 +52,9 @@ from eventface.services import participants as participant_service
 from eventface.services import scans as scan_service
 from eventface.services.campaigns import CampaignChanges
 from eventface.services.deps import Policy
-from eventface.services.devices import DeviceRegistration
+from eventface.services.devices import DeviceActivation, DeviceRegistration
 from eventface.services.participants import Registration
+from eventface.services.rate_limits import RateLimits
 from eventface.services.scans import Scan
 from eventface.settings import Settings, get_settings
 
@@ -68,6 +71,7 @@ PORTS: Final = (
     "api_keys",
     "audit",
     "tokens",
+    "limiter",
     "faces",
     "clock",
     "policy",
@@ -149,11 +153,8 @@ class Container:
 
     def _make_devices(self) -> DeviceRegistry:
         from eventface.adapters.dynamo_repositories import DynamoDeviceRegistry
-        from eventface.adapters.read_cache import CachedDeviceRegistry, TtlCache
 
-        registry = DynamoDeviceRegistry(self._tables())
-        ttl = self.settings.read_cache_seconds
-        return CachedDeviceRegistry(registry, TtlCache(ttl)) if ttl > 0 else registry
+        return DynamoDeviceRegistry(self._tables())
 
     @property
     def ledger(self) -> ScanLedger:
@@ -198,6 +199,15 @@ class Container:
         )
 
     @property
+    def limiter(self) -> RateLimiter:
+        return self._get("limiter", self._make_limiter)
+
+    def _make_limiter(self) -> RateLimiter:
+        from eventface.adapters.rate_limit import DynamoRateLimiter
+
+        return DynamoRateLimiter(self._tables())
+
+    @property
     def gallery(self) -> GalleryPort:
         return self._get("gallery", self._make_gallery)
 
@@ -236,6 +246,11 @@ class Container:
                 history_ttl=timedelta(hours=self.settings.history_ttl_hours),
                 cooldown_seconds=self.settings.cooldown_seconds,
                 audit_retention_days=self.settings.audit_retention_days,
+                rate_limits=RateLimits(
+                    per_device_per_minute=self.settings.device_requests_per_minute,
+                    per_key_per_minute=self.settings.key_requests_per_minute,
+                    failed_auth_per_minute=self.settings.failed_auth_per_minute,
+                ),
             ),
         )
 
@@ -323,11 +338,23 @@ class Services:
     ) -> DeviceRegistration:
         return device_service.register_device(self.deps, tenant_id, campaign_id, checkpoint_id, name)
 
-    def authenticate_device(self, key: str | None) -> Device:
+    def new_activation_code(self, tenant_id: str, device_id: str) -> DeviceRegistration:
+        return device_service.new_activation_code(self.deps, tenant_id, device_id)
+
+    def activate_device(self, code: str | None) -> DeviceActivation:
+        return device_service.activate_device(self.deps, code)
+
+    def authenticate_device(self, key: str | None) -> DeviceCredential:
         return device_service.authenticate_device(self.deps, key)
+
+    def rotate_device_key(self, current: DeviceCredential) -> DeviceActivation:
+        return device_service.rotate_device_key(self.deps, current)
 
     def revoke_device(self, tenant_id: str, device_id: str) -> Device:
         return device_service.revoke_device(self.deps, tenant_id, device_id)
+
+    def list_devices(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
+        return device_service.list_devices(self.deps, tenant_id, limit, cursor)
 
     # -- access control ----------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
@@ -335,6 +362,15 @@ class Services:
 
     def require(self, principal: Principal, authority: Authority | None) -> None:
         auth_service.require(principal, authority)
+
+    def limit(self, principal: Principal) -> None:
+        auth_service.limit(self.deps, principal)
+
+    def authentication_failed(self, source: str) -> None:
+        auth_service.failed(self.deps, source)
+
+    def admit(self, source: str) -> None:
+        auth_service.admit(self.deps, source)
 
     def audit(
         self,

@@ -12,6 +12,7 @@ from typing import Protocol
 from eventface.domain.model import (
     Campaign,
     Device,
+    DeviceCredential,
     HistoryQuery,
     Identification,
     Page,
@@ -121,20 +122,44 @@ class HistoryLog(Protocol):
 
 
 class DeviceRegistry(Protocol):
-    def add(self, device: Device) -> None:
-        """Store a new device; AlreadyExistsError if the id is taken."""
+    """Devices and their credentials (keys and activation codes, by hash)."""
+
+    def add(self, device: Device, activation: DeviceCredential) -> None:
+        """Store a new pending device with its activation code; AlreadyExistsError if taken."""
         ...
 
-    def by_key_hash(self, key_hash: str) -> Device | None:
-        """The device whose key hashes to ``key_hash``, or None (the hot-path lookup)."""
+    def credential(self, secret_hash: str) -> DeviceCredential | None:
+        """The credential whose secret hashes to ``secret_hash`` (strongly consistent), or None."""
         ...
 
     def get(self, tenant_id: str, device_id: str) -> Device:
         """The device; NotFoundError if it does not exist for this tenant."""
         ...
 
+    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
+        """The tenant's devices, by id."""
+        ...
+
+    def issue_activation(self, activation: DeviceCredential) -> None:
+        """Add another activation code for an existing, unrevoked device (NotFoundError if unknown
+        or revoked); earlier codes stay valid until they expire or one is used."""
+        ...
+
+    def activate(self, activation: DeviceCredential, key: DeviceCredential, at: datetime) -> Device:
+        """Use ``activation`` once and make ``key`` the device's key (a previous key is removed).
+        UnauthorizedError if the code was used meanwhile or the device revoked."""
+        ...
+
+    def rotate(self, old: DeviceCredential, new: DeviceCredential, grace_until: datetime) -> Device:
+        """Make ``new`` the device's key; ``old`` keeps working until ``grace_until``."""
+        ...
+
     def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
-        """Mark the device's key revoked; NotFoundError if unknown."""
+        """Mark the device revoked and delete its keys; NotFoundError if unknown."""
+        ...
+
+    def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
+        """Record that the device was seen at ``at`` (best effort)."""
         ...
 
 

@@ -33,6 +33,9 @@ OIDC_JWKS_URL: Final = "EVENTFACE_OIDC_JWKS_URL"
 OIDC_ISSUER: Final = "EVENTFACE_OIDC_ISSUER"
 OIDC_CLIENT_ID: Final = "EVENTFACE_OIDC_CLIENT_ID"
 AUDIT_RETENTION_DAYS: Final = "EVENTFACE_AUDIT_RETENTION_DAYS"
+DEVICE_REQUESTS_PER_MINUTE: Final = "EVENTFACE_DEVICE_REQUESTS_PER_MINUTE"
+KEY_REQUESTS_PER_MINUTE: Final = "EVENTFACE_KEY_REQUESTS_PER_MINUTE"
+FAILED_AUTH_PER_MINUTE: Final = "EVENTFACE_FAILED_AUTH_PER_MINUTE"
 
 
 class SettingsError(RuntimeError):
@@ -160,6 +163,25 @@ class Settings:
         """How long audit entries are kept (400 days: longer than any history)."""
         raw = self._optional(AUDIT_RETENTION_DAYS) or "400"
         return _parse(AUDIT_RETENTION_DAYS, raw, int, lambda v: 1 <= v <= 3650, "a number of days, 1-3650")
+
+    def _per_minute(self, name: str, default: int) -> int:
+        raw = self._optional(name) or str(default)
+        return _parse(name, raw, int, lambda v: 1 <= v <= 1_000_000, "a count per minute, 1-1000000")
+
+    @property
+    def device_requests_per_minute(self) -> int:
+        """Requests one device may make per minute (120: two scans a second)."""
+        return self._per_minute(DEVICE_REQUESTS_PER_MINUTE, 120)
+
+    @property
+    def key_requests_per_minute(self) -> int:
+        """Requests one management API key may make per minute (600)."""
+        return self._per_minute(KEY_REQUESTS_PER_MINUTE, 600)
+
+    @property
+    def failed_auth_per_minute(self) -> int:
+        """Failed authentications one source may make per minute before it is throttled (10)."""
+        return self._per_minute(FAILED_AUTH_PER_MINUTE, 10)
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

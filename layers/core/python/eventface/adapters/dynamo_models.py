@@ -30,8 +30,9 @@ stamp once, completion exactly once   TransactWrite: history event + cooldown if
                                       unchanged (progress carries completion) + outbox jobs
 history of a campaign, newest first   history: ``tenant#campaign`` + ``<iso time>#<event id>``
 history of a participant (erasure)    history GSI ``by_participant`` (sparse: matched only)
-device by key hash (authentication)   devices: key_hash (strongly consistent GetItem)
-device by id (revoke, list)           devices GSI ``by_tenant``: tenant_id + device_id
+device by key hash (authentication)   device_credentials: secret_hash (consistent GetItem)
+activation code (redeem, single use)  device_credentials: secret_hash; TransactWrite with the key
+device by id / tenant's devices       devices: tenant_id + device_id / Query tenant_id
 cooldown lock                         cooldowns: lock_key, put if absent or expired
 outbox (jobs to queue)                outbox: message_id; its stream feeds the outbox relay
 API key by hash (authentication)      api_keys: key_hash (strongly consistent GetItem)
@@ -63,6 +64,8 @@ from pynamodb.attributes import (
 from pynamodb.exceptions import TableError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
+
+from eventface.adapters.rate_limit import RateCounterItem  # it does not import this module
 
 BILLING: Final = "PAY_PER_REQUEST"
 DEFAULT_PREFIX: Final = "eventface"
@@ -165,31 +168,45 @@ class HistoryItem(Model):
     by_participant = ByParticipant()
 
 
-class ByTenant(GlobalSecondaryIndex["DeviceItem"]):  # type: ignore[no-untyped-call]
-    class Meta:
-        index_name = "by_tenant"
-        projection = AllProjection()
-
-    tenant_id = UnicodeAttribute(hash_key=True)
-    device_id = UnicodeAttribute(range_key=True)
-
-
 class DeviceItem(Model):
-    """An edge terminal, keyed by the SHA-256 of its key (the key itself is never stored)."""
+    """An edge terminal's record (status, binding, last seen); its secrets live in
+    ``device_credentials``, by hash."""
 
     class Meta:
         table_name = f"{DEFAULT_PREFIX}-devices"
         billing_mode = BILLING
 
-    key_hash = UnicodeAttribute(hash_key=True)
-    tenant_id = UnicodeAttribute()
-    device_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute(hash_key=True)
+    device_id = UnicodeAttribute(range_key=True)
     campaign_id = UnicodeAttribute()
     checkpoint_id = UnicodeAttribute()
     name = UnicodeAttribute(default="")
     created_at = UTCDateTimeAttribute()
+    key_hash = UnicodeAttribute(null=True)  # the current key's hash
+    key_hashes = UnicodeSetAttribute(null=True)  # every live key (current, rotated): deleted on revoke
+    activated_at = UTCDateTimeAttribute(null=True)
     revoked_at = UTCDateTimeAttribute(null=True)
-    by_tenant = ByTenant()
+    last_seen_at = UTCDateTimeAttribute(null=True)
+
+
+class DeviceCredentialItem(Model):
+    """A device key or activation code, by the SHA-256 of the secret; carries the device's binding
+    so that authenticating a request is one GetItem. ``expires`` (TTL) cleans up used codes and
+    rotated keys; ``expires_at`` decides."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-device_credentials"
+        billing_mode = BILLING
+
+    secret_hash = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    device_id = UnicodeAttribute()
+    campaign_id = UnicodeAttribute()
+    checkpoint_id = UnicodeAttribute()
+    expires_at = UTCDateTimeAttribute(null=True)
+    used_at = UTCDateTimeAttribute(null=True)
+    expires = TTLAttribute(null=True)
 
 
 class CooldownItem(Model):
@@ -280,13 +297,17 @@ MODELS: Final[dict[str, type[Model]]] = {
     "stamps": StampItem,
     "history": HistoryItem,
     "devices": DeviceItem,
+    "device_credentials": DeviceCredentialItem,
     "cooldowns": CooldownItem,
     "outbox": OutboxItem,
+    "rate_limits": RateCounterItem,
     "api_keys": ApiKeyItem,
     "audit": AuditItem,
 }
 #: Tables whose items expire (TTL enabled on creation).
-TTL_TABLES: Final = frozenset({"history", "cooldowns", "outbox", "audit"})
+TTL_TABLES: Final = frozenset(
+    {"rate_limits", "device_credentials", "history", "cooldowns", "outbox", "audit"}
+)
 _bind_lock = threading.Lock()
 
 

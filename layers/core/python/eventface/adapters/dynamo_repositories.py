@@ -28,6 +28,7 @@ from pynamodb.transactions import TransactWrite
 from eventface.adapters.dynamo_models import (
     CampaignItem,
     CooldownItem,
+    DeviceCredentialItem,
     DeviceItem,
     HistoryItem,
     OutboxItem,
@@ -43,13 +44,16 @@ from eventface.domain.errors import (
     InvalidInputError,
     NotFoundError,
     StateConflictError,
+    UnauthorizedError,
 )
 from eventface.domain.model import (
     Campaign,
     CampaignStatus,
     Checkpoint,
     Consent,
+    CredentialKind,
     Device,
+    DeviceCredential,
     HistoryQuery,
     NotificationTexts,
     Page,
@@ -67,6 +71,8 @@ _PROGRESS: Final = "progress"
 _STAMP: Final = "stamp#"
 #: A cooldown lock's item outlives its ``until`` by this much before TTL may delete it.
 COOLDOWN_TTL_SLACK_SECONDS: Final = 60
+#: A device credential's item outlives its ``expires_at`` by this much before TTL may delete it.
+CREDENTIAL_TTL_SLACK: Final = timedelta(days=1)
 #: Outbox items are relayed within seconds; TTL removes them after this.
 OUTBOX_TTL: Final = timedelta(days=1)
 _TRANSIENT_CODES: Final = frozenset(
@@ -557,66 +563,197 @@ def _device_from_item(item: DeviceItem) -> Device:
         campaign_id=item.campaign_id,
         checkpoint_id=item.checkpoint_id,
         name=item.name or "",
-        key_hash=item.key_hash,
         created_at=item.created_at,
+        key_hash=item.key_hash,
         revoked_at=item.revoked_at,
+        activated_at=item.activated_at,
+        last_seen_at=item.last_seen_at,
     )
 
 
+def _credential_item(credential: DeviceCredential) -> DeviceCredentialItem:
+    expires = credential.expires_at + CREDENTIAL_TTL_SLACK if credential.expires_at else None
+    return DeviceCredentialItem(
+        credential.secret_hash,
+        kind=credential.kind.value,
+        tenant_id=credential.tenant_id,
+        device_id=credential.device_id,
+        campaign_id=credential.campaign_id,
+        checkpoint_id=credential.checkpoint_id,
+        expires_at=credential.expires_at,
+        used_at=credential.used_at,
+        expires=expires,
+    )
+
+
+def _credential_from_item(item: DeviceCredentialItem) -> DeviceCredential:
+    return DeviceCredential(
+        secret_hash=item.secret_hash,
+        kind=CredentialKind(item.kind),
+        tenant_id=item.tenant_id,
+        device_id=item.device_id,
+        campaign_id=item.campaign_id,
+        checkpoint_id=item.checkpoint_id,
+        expires_at=item.expires_at,
+        used_at=item.used_at,
+    )
+
+
+def _cancelled(exc: TransactWriteError) -> bool:
+    reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
+    return _code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons
+
+
 class DynamoDeviceRegistry:
+    """Device records by tenant and id; their secrets (keys, activation codes) by hash."""
+
     def __init__(self, tables: DynamoTables) -> None:
         self._tables = tables
 
-    def add(self, device: Device) -> None:
+    def add(self, device: Device, activation: DeviceCredential) -> None:
         item = DeviceItem(
-            device.key_hash,
-            tenant_id=device.tenant_id,
-            device_id=device.device_id,
+            device.tenant_id,
+            device.device_id,
             campaign_id=device.campaign_id,
             checkpoint_id=device.checkpoint_id,
             name=device.name,
             created_at=device.created_at,
-            revoked_at=device.revoked_at,
         )
         try:
-            item.save(condition=DeviceItem.key_hash.does_not_exist())
-        except PynamoDBException as exc:
-            if _code(exc) == CONDITION_FAILED:
-                raise AlreadyExistsError("this device key is taken: register the device again") from exc
+            with TransactWrite(connection=self._tables.connection) as transaction:
+                transaction.save(item, condition=DeviceItem.device_id.does_not_exist())
+                transaction.save(
+                    _credential_item(activation), condition=DeviceCredentialItem.secret_hash.does_not_exist()
+                )
+        except TransactWriteError as exc:
+            if _cancelled(exc):
+                raise AlreadyExistsError(
+                    "this device id or code is taken: register the device again"
+                ) from exc
             raise _translate(exc, "registering the device") from exc
 
-    def by_key_hash(self, key_hash: str) -> Device | None:
+    def credential(self, secret_hash: str) -> DeviceCredential | None:
         try:
-            return _device_from_item(DeviceItem.get(key_hash, consistent_read=True))
-        except DeviceItem.DoesNotExist:
+            return _credential_from_item(DeviceCredentialItem.get(secret_hash, consistent_read=True))
+        except DeviceCredentialItem.DoesNotExist:
             return None
         except PynamoDBException as exc:
             raise _translate(exc, "authenticating the device") from exc
 
     def _item(self, tenant_id: str, device_id: str) -> DeviceItem:
         try:
-            found = list(DeviceItem.by_tenant.query(tenant_id, DeviceItem.device_id == device_id, limit=1))
+            return DeviceItem.get(tenant_id, device_id, consistent_read=True)
+        except DeviceItem.DoesNotExist:
+            raise NotFoundError(f"device {device_id} does not exist: check the id") from None
         except PynamoDBException as exc:
             raise _translate(exc, "reading the device") from exc
-        if not found:
-            raise NotFoundError(f"device {device_id} does not exist: check the id")
-        return found[0]
 
     def get(self, tenant_id: str, device_id: str) -> Device:
         return _device_from_item(self._item(tenant_id, device_id))
 
+    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
+        try:
+            result = DeviceItem.query(tenant_id, limit=limit, last_evaluated_key=decode_cursor(cursor))
+            items = tuple(_device_from_item(i) for i in result)
+        except PynamoDBException as exc:
+            raise _translate(exc, "listing the devices") from exc
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def issue_activation(self, activation: DeviceCredential) -> None:
+        device = self._item(activation.tenant_id, activation.device_id)
+        if device.revoked_at is not None:
+            raise NotFoundError(f"device {activation.device_id} was revoked: register a new device")
+        try:
+            _credential_item(activation).save(condition=DeviceCredentialItem.secret_hash.does_not_exist())
+        except PynamoDBException as exc:
+            raise _translate(exc, "issuing the activation code") from exc
+
+    def activate(self, activation: DeviceCredential, key: DeviceCredential, at: datetime) -> Device:
+        item = self._item(activation.tenant_id, activation.device_id)
+        try:
+            with TransactWrite(connection=self._tables.connection) as transaction:
+                transaction.update(
+                    DeviceCredentialItem(activation.secret_hash),
+                    actions=[DeviceCredentialItem.used_at.set(at)],
+                    condition=DeviceCredentialItem.secret_hash.exists()
+                    & DeviceCredentialItem.used_at.does_not_exist(),
+                )
+                transaction.save(
+                    _credential_item(key), condition=DeviceCredentialItem.secret_hash.does_not_exist()
+                )
+                transaction.update(
+                    DeviceItem(item.tenant_id, item.device_id),
+                    actions=[
+                        DeviceItem.key_hash.set(key.secret_hash),
+                        DeviceItem.key_hashes.set({key.secret_hash}),
+                        DeviceItem.activated_at.set(at),
+                    ],
+                    condition=DeviceItem.device_id.exists() & DeviceItem.revoked_at.does_not_exist(),
+                )
+                for old in item.key_hashes or ():  # a replaced terminal: its old keys stop now
+                    transaction.delete(DeviceCredentialItem(old))
+        except TransactWriteError as exc:
+            if _cancelled(exc):
+                raise UnauthorizedError(
+                    "this activation code is no longer valid: ask the operator for a new one"
+                ) from exc
+            raise _translate(exc, "activating the device") from exc
+        return self.get(activation.tenant_id, activation.device_id)
+
+    def rotate(self, old: DeviceCredential, new: DeviceCredential, grace_until: datetime) -> Device:
+        try:
+            with TransactWrite(connection=self._tables.connection) as transaction:
+                transaction.update(
+                    DeviceCredentialItem(old.secret_hash),
+                    actions=[
+                        DeviceCredentialItem.expires_at.set(grace_until),
+                        DeviceCredentialItem.expires.set(grace_until + CREDENTIAL_TTL_SLACK),
+                    ],
+                    condition=DeviceCredentialItem.secret_hash.exists(),
+                )
+                transaction.save(
+                    _credential_item(new), condition=DeviceCredentialItem.secret_hash.does_not_exist()
+                )
+                transaction.update(
+                    DeviceItem(old.tenant_id, old.device_id),
+                    actions=[
+                        DeviceItem.key_hash.set(new.secret_hash),
+                        DeviceItem.key_hashes.set({old.secret_hash, new.secret_hash}),
+                    ],
+                    condition=DeviceItem.device_id.exists() & DeviceItem.revoked_at.does_not_exist(),
+                )
+        except TransactWriteError as exc:
+            if _cancelled(exc):
+                raise UnauthorizedError(
+                    "this device key is no longer valid: activate the device again"
+                ) from exc
+            raise _translate(exc, "rotating the device key") from exc
+        return self.get(old.tenant_id, old.device_id)
+
     def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
         item = self._item(tenant_id, device_id)
         try:
-            item.update(
-                actions=[DeviceItem.revoked_at.set(at)],
-                condition=DeviceItem.key_hash.exists() & (DeviceItem.tenant_id == tenant_id),
+            with TransactWrite(connection=self._tables.connection) as transaction:
+                transaction.update(
+                    DeviceItem(tenant_id, device_id),
+                    actions=[DeviceItem.revoked_at.set(at), DeviceItem.key_hashes.remove()],
+                    condition=DeviceItem.device_id.exists(),
+                )
+                # Its keys go with it: the next request with any of them finds nothing.
+                for key_hash in item.key_hashes or ():
+                    transaction.delete(DeviceCredentialItem(key_hash))
+        except TransactWriteError as exc:
+            raise _translate(exc, "revoking the device") from exc
+        return self.get(tenant_id, device_id)
+
+    def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
+        try:
+            DeviceItem(tenant_id, device_id).update(
+                actions=[DeviceItem.last_seen_at.set(at)], condition=DeviceItem.device_id.exists()
             )
         except PynamoDBException as exc:
-            if _code(exc) == CONDITION_FAILED:
-                raise NotFoundError(f"device {device_id} does not exist: check the id") from exc
-            raise _translate(exc, "revoking the device") from exc
-        return _device_from_item(item)
+            if _code(exc) != CONDITION_FAILED:
+                raise _translate(exc, "recording when the device was seen") from exc
 
 
 # ------------------------------------------------------------------------------------- ledger

@@ -22,10 +22,12 @@ from eventface.domain.errors import (
     PayloadTooLargeError,
     QualityReason,
     StateConflictError,
+    UnauthorizedError,
 )
 from eventface.domain.model import (
     Campaign,
     Device,
+    DeviceCredential,
     HistoryQuery,
     Identification,
     NotificationJob,
@@ -231,16 +233,21 @@ class InMemoryHistoryLog:
 class InMemoryDeviceRegistry:
     def __init__(self) -> None:
         self.devices: dict[tuple[str, str], Device] = {}
+        self.credentials: dict[str, DeviceCredential] = {}
         self._lock = threading.Lock()
 
-    def add(self, device: Device) -> None:
+    def add(self, device: Device, activation: DeviceCredential) -> None:
         with self._lock:
-            if (device.tenant_id, device.device_id) in self.devices:
+            if (
+                device.tenant_id,
+                device.device_id,
+            ) in self.devices or activation.secret_hash in self.credentials:
                 raise AlreadyExistsError(f"device {device.device_id} exists already")
             self.devices[(device.tenant_id, device.device_id)] = device
+            self.credentials[activation.secret_hash] = activation
 
-    def by_key_hash(self, key_hash: str) -> Device | None:
-        return next((d for d in self.devices.values() if d.key_hash == key_hash), None)
+    def credential(self, secret_hash: str) -> DeviceCredential | None:
+        return self.credentials.get(secret_hash)
 
     def get(self, tenant_id: str, device_id: str) -> Device:
         found = self.devices.get((tenant_id, device_id))
@@ -248,11 +255,57 @@ class InMemoryDeviceRegistry:
             raise NotFoundError(f"device {device_id} does not exist: check the id")
         return found
 
+    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
+        mine = sorted((d for (t, _), d in self.devices.items() if t == tenant_id), key=lambda d: d.device_id)
+        return _page(mine, limit, cursor)
+
+    def issue_activation(self, activation: DeviceCredential) -> None:
+        with self._lock:
+            if self.get(activation.tenant_id, activation.device_id).revoked:
+                raise NotFoundError(f"device {activation.device_id} was revoked: register a new device")
+            self.credentials[activation.secret_hash] = activation
+
+    def activate(self, activation: DeviceCredential, key: DeviceCredential, at: datetime) -> Device:
+        with self._lock:
+            stored = self.credentials.get(activation.secret_hash)
+            device = self.devices.get((activation.tenant_id, activation.device_id))
+            if stored is None or stored.used_at is not None or device is None or device.revoked:
+                raise UnauthorizedError(
+                    "this activation code is no longer valid: ask the operator for a new one"
+                )
+            self.credentials[activation.secret_hash] = replace(stored, used_at=at)
+            if device.key_hash:
+                self.credentials.pop(device.key_hash, None)
+            self.credentials[key.secret_hash] = key
+            device = replace(device, key_hash=key.secret_hash, activated_at=at)
+            self.devices[(device.tenant_id, device.device_id)] = device
+            return device
+
+    def rotate(self, old: DeviceCredential, new: DeviceCredential, grace_until: datetime) -> Device:
+        with self._lock:
+            device = self.get(old.tenant_id, old.device_id)
+            if device.revoked or old.secret_hash not in self.credentials:
+                raise UnauthorizedError("this device key is no longer valid: activate the device again")
+            self.credentials[old.secret_hash] = replace(old, expires_at=grace_until)
+            self.credentials[new.secret_hash] = new
+            device = replace(device, key_hash=new.secret_hash)
+            self.devices[(device.tenant_id, device.device_id)] = device
+            return device
+
     def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
         with self._lock:
             device = replace(self.get(tenant_id, device_id), revoked_at=at)
             self.devices[(tenant_id, device_id)] = device
+            for hashed, credential in list(self.credentials.items()):
+                if (credential.tenant_id, credential.device_id) == (tenant_id, device_id):
+                    del self.credentials[hashed]
             return device
+
+    def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
+        with self._lock:
+            device = self.devices.get((tenant_id, device_id))
+            if device is not None:
+                self.devices[(tenant_id, device_id)] = replace(device, last_seen_at=at)
 
 
 class InMemoryGallery:
@@ -363,6 +416,9 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     ports.setdefault("api_keys", memory_access.InMemoryApiKeyRepository())
     ports.setdefault("audit", memory_access.InMemoryAuditLog())
     ports.setdefault("tokens", memory_access.StaticTokenVerifier())
+    from eventface.adapters.rate_limit import InMemoryRateLimiter
+
+    ports.setdefault("limiter", InMemoryRateLimiter())
     return ports
 
 

@@ -1,11 +1,10 @@
 """Short-lived read-through caches for the scan hot path, wrapped around the real repositories.
 
-Every checkpoint scan authenticates its device and reads its campaign before anything else: two
-DynamoDB round trips that return the same items for every scan of a warm container. These
-wrappers keep each answer for ``ttl`` seconds (monotonic clock), so a change made elsewhere (a
-campaign published or ended, a device revoked) reaches a warm container within ``ttl``; changes
-made through the same wrapper take effect at once. API Gateway's own authoriser cache defaults to
-300 s; we use a few seconds.
+Every checkpoint scan reads its campaign before anything else: a DynamoDB round trip that returns
+the same item for every scan of a warm container. The wrapper keeps each answer for ``ttl``
+seconds (monotonic clock), so a change made elsewhere (a campaign published or ended) reaches a
+warm container within ``ttl``; changes made through the same wrapper take effect at once. Device
+keys are not cached: a revoked device is refused on its very next request.
 """
 
 from __future__ import annotations
@@ -13,11 +12,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Generic, TypeVar
 
-from eventface.domain.model import Campaign, Device, Page
-from eventface.ports import CampaignRepository, DeviceRegistry
+from eventface.domain.model import Campaign, Page
+from eventface.ports import CampaignRepository
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -82,26 +80,3 @@ class CachedCampaignRepository:
 
     def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Campaign]:
         return self._inner.list(tenant_id, limit, cursor)
-
-
-class CachedDeviceRegistry:
-    """``by_key_hash`` served from a short cache; a revocation here is effective at once."""
-
-    def __init__(self, inner: DeviceRegistry, cache: TtlCache[str, Device | None]) -> None:
-        self._inner = inner
-        self._cache = cache
-
-    def add(self, device: Device) -> None:
-        self._inner.add(device)
-        self._cache.forget(device.key_hash)
-
-    def by_key_hash(self, key_hash: str) -> Device | None:
-        return self._cache.get_or_load(key_hash, lambda: self._inner.by_key_hash(key_hash))
-
-    def get(self, tenant_id: str, device_id: str) -> Device:
-        return self._inner.get(tenant_id, device_id)
-
-    def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
-        device = self._inner.revoke(tenant_id, device_id, at)
-        self._cache.forget(device.key_hash)
-        return device

@@ -24,7 +24,13 @@ from chalice.app import Chalice, Request
 
 from eventface.bootstrap import Services
 from eventface.domain.access import AuditOutcome, Authority, Principal
-from eventface.domain.errors import EventfaceError, ForbiddenError, NotFoundError, UnauthorizedError
+from eventface.domain.errors import (
+    EventfaceError,
+    ForbiddenError,
+    NotFoundError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
 from eventface.observability import logger
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +47,12 @@ class Call:
     @property
     def tenant(self) -> str:
         return self.principal.tenant_id
+
+
+def source_of(request: Request) -> str:
+    """The caller's address (API Gateway's ``identity.sourceIp``), for failed-auth throttling."""
+    identity = request.context.get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
 
 
 class Guard:
@@ -68,7 +80,12 @@ class Guard:
                 target = request.path.format_map(request.uri_params or {})
                 principal: Principal | None = None
                 try:
-                    principal = svc.authenticate(request.headers)
+                    try:
+                        principal = svc.authenticate(request.headers)
+                    except UnauthorizedError:
+                        svc.authentication_failed(source_of(request))  # 429 once over budget
+                        raise
+                    svc.limit(principal)
                     svc.require(principal, authority)
                     token = self._call.set(Call(svc, principal, request))
                     try:
@@ -91,7 +108,9 @@ class Guard:
     ) -> None:
         if exc is None:
             outcome = AuditOutcome.OK
-        elif isinstance(exc, UnauthorizedError):
+        elif isinstance(exc, UnauthorizedError) or (
+            isinstance(exc, TooManyRequestsError) and principal is None
+        ):
             outcome = AuditOutcome.UNAUTHENTICATED
         elif isinstance(exc, ForbiddenError):
             outcome = AuditOutcome.DENIED

@@ -18,7 +18,7 @@ from eventface.domain.model import (
     RecognitionEvent,
     ScanResult,
 )
-from eventface.services.devices import DeviceRegistration
+from eventface.services.devices import DeviceActivation, DeviceRegistration
 
 T = TypeVar("T")
 
@@ -98,14 +98,26 @@ def device(value: Device) -> dict[str, Any]:
         "campaign_id": value.campaign_id,
         "checkpoint_id": value.checkpoint_id,
         "name": value.name,
+        "status": value.status,
         "created_at": when(value.created_at),
+        "activated_at": when(value.activated_at),
+        "last_seen_at": when(value.last_seen_at),
         "revoked": value.revoked,
         "revoked_at": when(value.revoked_at),
     }
 
 
 def device_registration(value: DeviceRegistration) -> dict[str, Any]:
-    """The new device with its key: the only time the key is ever shown."""
+    """A pending device with its activation code: the only time the code is ever shown."""
+    return {
+        **device(value.device),
+        "activation_code": value.activation_code,
+        "activation_expires_at": when(value.expires_at),
+    }
+
+
+def device_activation(value: DeviceActivation) -> dict[str, Any]:
+    """An activated device with its key: the only time the key is ever shown."""
     return {**device(value.device), "device_key": value.key}
 
 

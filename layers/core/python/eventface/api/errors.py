@@ -40,6 +40,7 @@ _COMMON: Final[dict[type[BaseException], int]] = {
     domain.AlreadyExistsError: 409,
     domain.StateConflictError: 409,
     domain.PayloadTooLargeError: 413,
+    domain.TooManyRequestsError: 429,
     domain.FaceNotFoundError: 422,
     domain.FaceQualityError: 422,
     domain.DependencyError: 503,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from chalice.app import Response
 
 from eventface.api.errors import to_reply
+from eventface.domain.errors import TooManyRequestsError
 from eventface.observability import logger
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,7 +26,8 @@ def handled(table: Mapping[type[BaseException], int]) -> Callable[[F], F]:
     """Wrap a view so every exception becomes ``{"Code", "Message"}`` with the table's status.
 
     Unmapped exceptions are logged with their traceback (ids only in the log context, never
-    request bodies) and answered with a 500 that reveals nothing.
+    request bodies) and answered with a 500 that reveals nothing. A ``TooManyRequestsError``
+    (429) also carries ``Retry-After: <seconds>``.
     """
 
     def decorate(view: F) -> F:
@@ -39,7 +41,11 @@ def handled(table: Mapping[type[BaseException], int]) -> Callable[[F], F]:
                     logger.exception("request failed", extra={"error": type(exc).__name__})
                 else:
                     logger.info("request refused", extra={"status": reply.status, "code": reply.body["Code"]})
-                return json_response(reply.body, reply.status)
+                response = json_response(reply.body, reply.status)
+                if reply.status == 429 and isinstance(exc, TooManyRequestsError):
+                    # RFC 9110 §10.2.3: tells the client how long to back off instead of retrying at once.
+                    response.headers["Retry-After"] = str(exc.retry_after)
+                return response
 
         return wrapper  # type: ignore[return-value]
 

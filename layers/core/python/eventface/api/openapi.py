@@ -82,6 +82,36 @@ _OPENAPI_PATH: Final = {
 
 _NULLABLE_STRING: Final = {"type": ["string", "null"]}
 _NULLABLE_NUMBER: Final = {"type": ["number", "null"]}
+_DEVICE: Final = {
+    "type": "object",
+    "properties": {
+        "device_id": {"type": "string"},
+        "campaign_id": {"type": "string"},
+        "checkpoint_id": {"type": "string"},
+        "name": {"type": "string"},
+        "status": {"enum": ["pending", "active", "revoked"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "activated_at": _NULLABLE_STRING,
+        "last_seen_at": _NULLABLE_STRING,
+        "revoked": {"type": "boolean"},
+        "revoked_at": _NULLABLE_STRING,
+    },
+}
+_DEVICE_REGISTRATION: Final = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Device"},
+        {
+            "type": "object",
+            "properties": {
+                "activation_code": {
+                    "type": "string",
+                    "description": "Shown once; single use; the terminal redeems it at POST /v1/activations",
+                },
+                "activation_expires_at": {"type": "string", "format": "date-time"},
+            },
+        },
+    ]
+}
 
 EDGE_OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
@@ -113,6 +143,37 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 },
             }
         },
+        "/v1/activations": {
+            "post": {
+                "operationId": "activateDevice",
+                "summary": "Redeem a one-time activation code for the device key (shown once)",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["code"],
+                                "additionalProperties": False,
+                                "properties": {"code": {"type": "string", "examples": ["K7QM-2XPD-9RTW"]}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(_ref("DeviceActivation"), "Activated"),
+                    **_errors(400, 401, 413, 415, 503),
+                },
+            }
+        },
+        "/v1/device/key": {
+            "post": {
+                "operationId": "rotateDeviceKey",
+                "summary": "A new key for this device; the one sent keeps working for a grace period",
+                "responses": {"200": _json(_ref("DeviceActivation"), "Rotated"), **_errors(401, 503)},
+            }
+        },
         "/v1/health": _HEALTH,
         "/openapi.json": _OPENAPI_PATH,
     },
@@ -120,6 +181,21 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
         "securitySchemes": {"deviceKey": {"type": "apiKey", "in": "header", "name": "x-device-key"}},
         "schemas": {
             "Error": _ERROR,
+            "Device": _DEVICE,
+            "DeviceActivation": {
+                "allOf": [
+                    _ref("Device"),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "device_key": {
+                                "type": "string",
+                                "description": "Shown once; keep it on the device",
+                            }
+                        },
+                    },
+                ]
+            },
             "PhotoScan": {
                 "type": "object",
                 "required": ["photo"],
@@ -245,6 +321,8 @@ ADMIN_AUTHORITIES: Final[dict[str, str | None]] = {
     "eraseParticipant": "targets",
     "registerDevice": "terminals",
     "revokeDevice": "terminals",
+    "listDevices": "terminals",
+    "newActivationCode": "terminals",
     "listHistory": "history",
     "createApiKey": "api_keys",
     "listApiKeys": "api_keys",
@@ -341,14 +419,35 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 },
             ),
         },
+        "/v1/devices": {
+            "get": _op(
+                "listDevices",
+                "The tenant's devices: status, last seen",
+                "A page",
+                _page_of("Device"),
+                (400,),
+                paged=True,
+            ),
+        },
         "/v1/devices/{device_id}": {
             "delete": _op(
                 "revokeDevice",
-                "Revoke a device's key",
+                "Revoke a device: its keys are refused on the next request",
                 "Revoked",
                 _ref("Device"),
                 (404,),
                 params=("device_id",),
+            ),
+        },
+        "/v1/devices/{device_id}/activation-code": {
+            "post": _op(
+                "newActivationCode",
+                "A new one-time activation code (redeeming it replaces the device's key)",
+                "Created",
+                _ref("DeviceRegistration"),
+                (404,),
+                params=("device_id",),
+                status=201,
             ),
         },
         "/v1/campaigns/{campaign_id}/participants": {
@@ -556,32 +655,8 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "verified": {"type": "boolean"},
                 },
             },
-            "Device": {
-                "type": "object",
-                "properties": {
-                    "device_id": {"type": "string"},
-                    "campaign_id": {"type": "string"},
-                    "checkpoint_id": {"type": "string"},
-                    "name": {"type": "string"},
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "revoked": {"type": "boolean"},
-                    "revoked_at": _NULLABLE_STRING,
-                },
-            },
-            "DeviceRegistration": {
-                "allOf": [
-                    _ref("Device"),
-                    {
-                        "type": "object",
-                        "properties": {
-                            "device_key": {
-                                "type": "string",
-                                "description": "Shown once; store it on the device",
-                            }
-                        },
-                    },
-                ],
-            },
+            "Device": _DEVICE,
+            "DeviceRegistration": _DEVICE_REGISTRATION,
             "Principal": {
                 "type": "object",
                 "properties": {

@@ -138,7 +138,10 @@ def run(n: int, photos_dir: Path | None, runs: int = RUNS) -> dict[str, Any]:
             except FaceQualityError:
                 continue
         keys = [
-            services.register_device(TENANT, CAMPAIGN, cp.checkpoint_id, cp.name).key for cp in checkpoints
+            services.activate_device(
+                services.register_device(TENANT, CAMPAIGN, cp.checkpoint_id, cp.name).activation_code
+            ).key
+            for cp in checkpoints
         ]
         shots = [(shot, person.name) for person in registered for shot in person.camera_shots]
         people = len(registered)

@@ -157,11 +157,12 @@ def run(cast: DemoCast, story: Story) -> None:
                 201,
                 what=f"register the camera of {name}",
             )
-            cameras.append(Camera(stack.edge_url, device["device_key"], checkpoint_id))
+            cameras.append(Camera.activated(stack.edge_url, device["activation_code"]))
         expect(admin.call("POST", f"/v1/campaigns/{campaign_id}/publish"), 200, 201, what="publish")
         story.say(
             f"Operator: campaign 'Autumn Fair Stamp Rally' ({campaign_id}) published, "
-            f"{STAMPS_REQUIRED} stamps to complete, checkpoints {', '.join(CHECKPOINTS)}, one camera each"
+            f"{STAMPS_REQUIRED} stamps to complete, checkpoints {', '.join(CHECKPOINTS)}, one camera each "
+            "(registered by the operator, activated with its one-time code)"
         )
 
         # -- attendees register at the info desk --------------------------------------------

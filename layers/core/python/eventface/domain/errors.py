@@ -81,6 +81,26 @@ class FaceQualityError(EventfaceError):
         self.reasons = reasons
 
 
+class TooManyRequestsError(EventfaceError):
+    """The caller is over its rate limit; ``retry_after`` says when to try again (HTTP 429).
+
+    Parameters
+    ----------
+    message
+        What happened and what to do (``"... wait 12 s and retry"``).
+    retry_after
+        Whole seconds until a retry can succeed, at least 1 (sent as ``Retry-After``).
+    """
+
+    code = "TooManyRequestsError"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 1:
+            raise ValueError(f"retry_after must be a whole number of seconds >= 1, not {retry_after!r}")
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DependencyError(EventfaceError):
     """A backing service (database, storage, queue) failed; retrying later may help (HTTP 503)."""
 

@@ -350,20 +350,54 @@ def event_expiry(outcome: ScanOutcome, at: datetime, ttl: timedelta = DEFAULT_HI
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """An edge terminal bound to one checkpoint; only the SHA-256 of its key is stored."""
+    """An edge terminal bound to one checkpoint: pending until it redeems its activation code,
+    then active with a key (only hashes are stored), until revoked."""
 
     tenant_id: str
     device_id: str
     campaign_id: str
     checkpoint_id: str
     name: str
-    key_hash: str
     created_at: datetime
+    key_hash: str | None = None
     revoked_at: datetime | None = None
+    activated_at: datetime | None = None
+    last_seen_at: datetime | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def status(self) -> str:
+        """``pending``, ``active`` or ``revoked``."""
+        if self.revoked:
+            return "revoked"
+        return "active" if self.key_hash else "pending"
+
+
+class CredentialKind(StrEnum):
+    KEY = "key"
+    ACTIVATION = "activation"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredential:
+    """A secret that names a device, stored by its hash: the device's key (also a rotated key in
+    its grace period) or a one-time activation code. Carries what a request needs, so a device
+    is authenticated with one read."""
+
+    secret_hash: str
+    kind: CredentialKind
+    tenant_id: str
+    device_id: str
+    campaign_id: str
+    checkpoint_id: str
+    expires_at: datetime | None = None  # None: until rotated or revoked
+    used_at: datetime | None = None
+
+    def valid(self, now: datetime) -> bool:
+        return self.used_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 def hash_key(key: str) -> str:

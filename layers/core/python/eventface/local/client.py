@@ -97,14 +97,26 @@ class Camera:
 
     def __init__(self, base_url: str, device_key: str, checkpoint_id: str) -> None:
         self._base = base_url.rstrip("/")
-        self._key = device_key
+        self.key = device_key
         self.checkpoint_id = checkpoint_id
+
+    @classmethod
+    def activated(cls, base_url: str, activation_code: str) -> Camera:
+        """A new terminal: redeem the operator's one-time code for the device key."""
+        answer = request(
+            "POST",
+            f"{base_url.rstrip('/')}/v1/activations",
+            headers={"content-type": "application/json", "accept": "application/json"},
+            data=json.dumps({"code": activation_code}).encode(),
+        )
+        body = expect(answer, 201, what="activate the terminal")
+        return cls(base_url, str(body["device_key"]), str(body["checkpoint_id"]))
 
     def scan(self, jpeg: bytes) -> Answer:
         return request(
             "POST",
             f"{self._base}/v1/checkpoints/{self.checkpoint_id}/scans",
-            headers={"x-device-key": self._key, "content-type": "image/jpeg", "accept": "application/json"},
+            headers={"x-device-key": self.key, "content-type": "image/jpeg", "accept": "application/json"},
             data=jpeg,
         )
 

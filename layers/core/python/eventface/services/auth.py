@@ -17,7 +17,7 @@ from datetime import timedelta
 from eventface.adapters.oidc import bearer_token
 from eventface.domain.access import AuditOutcome, Authority, Principal, PrincipalKind
 from eventface.domain.errors import ForbiddenError, UnauthorizedError
-from eventface.services import api_keys
+from eventface.services import api_keys, rate_limits
 from eventface.services.deps import Deps
 
 #: The ID token claim that names the user's tenant (a Cognito custom attribute).
@@ -92,4 +92,33 @@ def audit(
         outcome=outcome,
         detail=detail[:300],
         retention=timedelta(days=deps.policy.audit_retention_days),
+    )
+
+
+def limit(deps: Deps, principal: Principal) -> None:
+    """TooManyRequestsError (with Retry-After) once a device or API key exceeds its rate."""
+    limits = deps.policy.rate_limits
+    if principal.kind is PrincipalKind.DEVICE:
+        per_minute, kind = limits.per_device_per_minute, rate_limits.DEVICE
+    elif principal.kind is PrincipalKind.API_KEY:
+        per_minute, kind = limits.per_key_per_minute, rate_limits.API_KEY
+    else:
+        return  # users are limited by the identity provider's sign-in throttling
+    rate_limits.check(
+        deps.limiter, deps.clock, kind=kind, principal_id=principal.principal_id, limit=per_minute
+    )
+
+
+def failed(deps: Deps, source: str) -> None:
+    """Count a failed authentication from ``source``; TooManyRequestsError once over budget."""
+    rate_limits.record_failed_auth(
+        deps.limiter, deps.clock, source, deps.policy.rate_limits.failed_auth_per_minute
+    )
+
+
+def admit(deps: Deps, source: str) -> None:
+    """TooManyRequestsError while ``source`` is over its failed-authentication budget (for the
+    unauthenticated routes that accept guessable secrets, such as activation codes)."""
+    rate_limits.check_failed_auth_allowed(
+        deps.limiter, deps.clock, source, deps.policy.rate_limits.failed_auth_per_minute
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from eventface.adapters.rate_limit import RateLimiter
 from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
 from eventface.ports import (
     CampaignRepository,
@@ -19,6 +20,7 @@ from eventface.ports import (
     StampBook,
 )
 from eventface.ports_access import ApiKeyRepository, AuditLog, TokenVerifier
+from eventface.services.rate_limits import RateLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class Policy:
     cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS
     max_page: int = 100
     audit_retention_days: int = 400
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
 
 class Deps(Protocol):
@@ -56,6 +59,8 @@ class Deps(Protocol):
     def audit(self) -> AuditLog: ...
     @property
     def tokens(self) -> TokenVerifier: ...
+    @property
+    def limiter(self) -> RateLimiter: ...
     @property
     def faces(self) -> FaceAnalyzer: ...
     @property

@@ -11,7 +11,7 @@ from eventface.domain.errors import FaceNotFoundError, ForbiddenError, InvalidIn
 from eventface.domain.model import (
     REFUSAL_MESSAGES,
     Campaign,
-    Device,
+    DeviceCredential,
     Identification,
     JobKind,
     NotificationJob,
@@ -43,7 +43,7 @@ _MESSAGES = {
 class Scan:
     """A photo (Type A) or a template computed on the device (Type B) sent to a checkpoint."""
 
-    device: Device
+    device: DeviceCredential
     checkpoint_id: str
     photo: bytes | None = None
     template: Probe | None = None
@@ -183,7 +183,7 @@ def _plain(
 class _Recorder:
     """Makes the one history event of a scan and stamps its id on the answer."""
 
-    def __init__(self, deps: Deps, campaign: Campaign, device: Device, now: datetime) -> None:
+    def __init__(self, deps: Deps, campaign: Campaign, device: DeviceCredential, now: datetime) -> None:
         self._deps = deps
         self.campaign = campaign
         self.device = device
