@@ -6,6 +6,7 @@ checkpoints, a repeat, a stranger) and each test checks one thing it must have p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -241,12 +242,17 @@ def test_local_stack_terminal_activation_rotation_and_revocation(stack: LocalSta
         data=b'{"code": "%s"}' % device["activation_code"].encode(),
     )
     rotated = request("POST", f"{stack.edge_url}/v1/device/key", headers={"x-device-key": camera.key})
-    listed = expect(terminals.call("GET", "/v1/devices"), 200, what="devices")
+    deadline = time.monotonic() + 5  # last-seen is written off the request's path
+    while True:
+        listed = expect(terminals.call("GET", "/v1/devices"), 200, what="devices")
+        mine = next(d for d in listed["items"] if d["device_id"] == device["device_id"])
+        if mine["last_seen_at"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     expect(terminals.call("DELETE", f"/v1/devices/{device['device_id']}"), 200, what="revoke")
     refused = Camera(stack.edge_url, rotated.body["device_key"], checkpoint_id).scan(b"\xff\xd8not-a-photo")
     # then
     assert replay.status == 401 and "used already" in replay.body["Message"]
     assert rotated.status == 200 and rotated.body["device_key"] != camera.key
-    mine = next(d for d in listed["items"] if d["device_id"] == device["device_id"])
     assert mine["status"] == "active" and mine["last_seen_at"]
     assert refused.status == 401

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from eventface.domain.access import AuditEntry
 from eventface.domain.model import (
     Campaign,
     Device,
@@ -93,8 +94,8 @@ class StampBook(Protocol):
 
 
 class HistoryLog(Protocol):
-    def record(self, event: RecognitionEvent) -> None:
-        """Append one recognition event."""
+    def record(self, event: RecognitionEvent, audit: AuditEntry | None = None) -> None:
+        """Append one recognition event, and its audit entry in the same write."""
         ...
 
     def list(

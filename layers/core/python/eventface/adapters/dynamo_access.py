@@ -16,7 +16,13 @@ from typing import Any, Final
 from pynamodb.exceptions import PynamoDBException
 
 from eventface.adapters.dynamo_models import ApiKeyItem, AuditItem
-from eventface.adapters.dynamo_repositories import DynamoTables, _translate, decode_cursor, encode_cursor
+from eventface.adapters.dynamo_repositories import (
+    DynamoTables,
+    _translate,
+    audit_item,
+    decode_cursor,
+    encode_cursor,
+)
 from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority
 from eventface.domain.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from eventface.domain.model import Page
@@ -192,18 +198,7 @@ class DynamoAuditLog:
 
     def append(self, entry: AuditEntry) -> None:
         """Add an entry; AlreadyExistsError if its key is taken (an entry is never overwritten)."""
-        item = AuditItem(
-            entry.tenant_id,
-            _audit_sk(entry),
-            entry_id=entry.entry_id,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            target=entry.target,
-            outcome=entry.outcome.value,
-            detail=entry.detail,
-            expires=entry.expires_at,
-        )
+        item = audit_item(entry)
         try:
             item.save(condition=AuditItem.sk.does_not_exist())
         except PynamoDBException as exc:

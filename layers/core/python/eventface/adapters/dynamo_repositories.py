@@ -26,6 +26,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from eventface.adapters.dynamo_models import (
+    AuditItem,
     CampaignItem,
     CooldownItem,
     DeviceCredentialItem,
@@ -37,6 +38,7 @@ from eventface.adapters.dynamo_models import (
     bind,
 )
 from eventface.adapters.sqs_queue import job_message
+from eventface.domain.access import AuditEntry
 from eventface.domain.errors import (
     AlreadyExistsError,
     DependencyError,
@@ -421,6 +423,22 @@ def _event_from_item(item: HistoryItem) -> RecognitionEvent:
     )
 
 
+def audit_item(entry: AuditEntry) -> AuditItem:
+    """The item of an audit entry (time-ordered sort key; written only with a not-exists condition)."""
+    return AuditItem(
+        entry.tenant_id,
+        f"{_time_key(entry.at)}#{entry.entry_id}",
+        entry_id=entry.entry_id,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        target=entry.target,
+        outcome=entry.outcome.value,
+        detail=entry.detail,
+        expires=entry.expires_at,
+    )
+
+
 def _history_item(event: RecognitionEvent) -> HistoryItem:
     participant_key = (
         _join(event.tenant_id, event.campaign_id, event.participant_id) if event.participant_id else None
@@ -447,10 +465,14 @@ class DynamoHistoryLog:
     def __init__(self, tables: DynamoTables) -> None:
         self._tables = tables
 
-    def record(self, event: RecognitionEvent) -> None:
-        item = _history_item(event)
+    def record(self, event: RecognitionEvent, audit: AuditEntry | None = None) -> None:
         try:
-            item.save()
+            if audit is None:
+                _history_item(event).save()
+                return
+            with TransactWrite(connection=self._tables.connection) as transaction:
+                transaction.save(_history_item(event))
+                transaction.save(audit_item(audit), condition=AuditItem.sk.does_not_exist())
         except PynamoDBException as exc:
             raise _translate(exc, "recording the scan in history") from exc
 
@@ -830,6 +852,8 @@ class DynamoScanLedger:
         try:
             with TransactWrite(connection=self._tables.connection) as transaction:
                 transaction.save(_history_item(write.event))
+                if write.audit is not None:
+                    transaction.save(audit_item(write.audit), condition=AuditItem.sk.does_not_exist())
                 transaction.save(
                     CooldownItem(
                         write.cooldown_key,

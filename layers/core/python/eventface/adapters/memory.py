@@ -11,8 +11,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from eventface.domain.access import AuditEntry
 from eventface.domain.errors import (
     AlreadyExistsError,
     FaceNotFoundError,
@@ -191,14 +192,21 @@ class InMemoryStampBook:
             return len(keys)
 
 
+class AuditAppender(Protocol):
+    def append(self, entry: AuditEntry) -> None: ...
+
+
 class InMemoryHistoryLog:
-    def __init__(self) -> None:
+    def __init__(self, audit: AuditAppender | None = None) -> None:
         self.events: list[RecognitionEvent] = []
+        self.audit = audit
         self._lock = threading.Lock()
 
-    def record(self, event: RecognitionEvent) -> None:
+    def record(self, event: RecognitionEvent, audit: AuditEntry | None = None) -> None:
         with self._lock:
             self.events.append(event)
+            if audit is not None and self.audit is not None:
+                self.audit.append(audit)
 
     def list(
         self,
@@ -391,7 +399,7 @@ class InMemoryScanLedger:
             ):
                 return False
             self._cooldowns[write.cooldown_key] = write.cooldown_until
-            self._history.record(write.event)
+            self._history.record(write.event, write.audit)
             self.jobs.extend(write.jobs)
             return True
 
@@ -399,22 +407,23 @@ class InMemoryScanLedger:
 def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     """A fake for every port, the ledger wired to the same participants, stamps and history;
     ``overrides`` (port name -> fake) replace the defaults and are wired in too."""
+    from eventface.adapters import memory_access  # it builds on this module
+
+    audit = overrides.get("audit") or memory_access.InMemoryAuditLog()
     ports: dict[str, Any] = {
         "clock": FixedClock(),
         "campaigns": InMemoryCampaignRepository(),
         "participants": InMemoryParticipantRepository(),
         "stamps": InMemoryStampBook(),
-        "history": InMemoryHistoryLog(),
+        "history": InMemoryHistoryLog(audit),
+        "audit": audit,
         "devices": InMemoryDeviceRegistry(),
         "gallery": InMemoryGallery(),
         "faces": InMemoryFaceAnalyzer(),
         **overrides,
     }
     ports.setdefault("ledger", InMemoryScanLedger(ports["participants"], ports["stamps"], ports["history"]))
-    from eventface.adapters import memory_access  # it builds on this module
-
     ports.setdefault("api_keys", memory_access.InMemoryApiKeyRepository())
-    ports.setdefault("audit", memory_access.InMemoryAuditLog())
     ports.setdefault("tokens", memory_access.StaticTokenVerifier())
     from eventface.adapters.rate_limit import InMemoryRateLimiter
 

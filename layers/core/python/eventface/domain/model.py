@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final, Generic, TypeVar
 
+from eventface.domain.access import AuditEntry
 from eventface.domain.errors import InvalidInputError, StateConflictError
 
 T = TypeVar("T")
@@ -475,9 +476,10 @@ class ScanState:
 class ScanWrite:
     """Everything a recognised scan writes, in one atomic write.
 
-    The history event and the cooldown always; with a new stamp also the stamp, the progress it
-    leads to (written only if the progress is still at ``version``) and the notification jobs,
-    which go to the outbox in the same write, so a stamp never exists without its jobs.
+    The history event, its audit entry and the cooldown always; with a new stamp also the stamp,
+    the progress it leads to (written only if the progress is still at ``version``) and the
+    notification jobs, which go to the outbox in the same write, so a stamp never exists without
+    its jobs.
     """
 
     event: RecognitionEvent
@@ -487,6 +489,7 @@ class ScanWrite:
     progress: Progress | None = None
     version: int = 0
     jobs: tuple[NotificationJob, ...] = ()
+    audit: AuditEntry | None = None
 
 
 def job_id_for(kind: JobKind, stamp: Stamp) -> str:

@@ -10,9 +10,13 @@ the one import path the project has (CONVENTIONS: "one import path everywhere"; 
 ``sys.path`` tricks, no second package mapping for ``infra/``). Its heavy, dev-only dependencies
 (moto, chalice) are imported inside functions, so importing the package costs nothing.
 
-- :mod:`eventface.local.moto_patches`: serialises the moto requests that AWS makes atomic.
+- :mod:`eventface.local.moto_patches`: serialises the moto requests that AWS makes atomic and
+  makes moto's transactions independent of table size.
 - :mod:`eventface.local.resources`: the tables, bucket and queues the stack creates.
-- :mod:`eventface.local.pump`: the event pump that feeds queue messages to consumer handlers.
+- :mod:`eventface.local.cognito`: the user pool, users, groups and sign-in on moto's Cognito.
+- :mod:`eventface.local.pump`: the event pump that feeds queue messages and stream records to
+  consumer handlers.
+- :mod:`eventface.local.client`: the HTTP clients the demo and the end-to-end tests use.
 - :mod:`eventface.local.stack`: :func:`~eventface.local.stack.running_stack` and ``python -m
   eventface.local`` (what ``make up`` runs).
 """

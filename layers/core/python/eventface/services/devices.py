@@ -13,6 +13,7 @@ import contextlib
 import secrets
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -33,6 +34,7 @@ CODE_LENGTH: Final = 12  # 30^12 ≈ 5e17 codes: unguessable in ten minutes of t
 #: A device's last-seen time is written at most this often per process.
 LAST_SEEN_EVERY: Final = timedelta(minutes=1)
 _seen: dict[str, datetime] = {}
+_BACKGROUND: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device-seen")
 _seen_lock = threading.Lock()
 
 
@@ -182,6 +184,11 @@ def _mark_seen(deps: Deps, credential: DeviceCredential, now: datetime) -> None:
         if last is not None and now - last < LAST_SEEN_EVERY:
             return
         _seen[credential.device_id] = now
+    # Off the request's path: the write overlaps the work the device asked for.
+    _BACKGROUND.submit(_touch, deps, credential, now)
+
+
+def _touch(deps: Deps, credential: DeviceCredential, now: datetime) -> None:
     with contextlib.suppress(DependencyError):  # last-seen is informational: scans never fail for it
         deps.devices.touch(credential.tenant_id, credential.device_id, now)
 

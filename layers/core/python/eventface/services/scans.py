@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
 
+from eventface.domain.access import AuditEntry, AuditOutcome, PrincipalKind
 from eventface.domain.errors import FaceNotFoundError, ForbiddenError, InvalidInputError, StateConflictError
 from eventface.domain.model import (
     REFUSAL_MESSAGES,
@@ -26,11 +28,14 @@ from eventface.domain.model import (
     event_expiry,
     job_id_for,
 )
+from eventface.services import rate_limits
 from eventface.services.deps import Deps
 
 #: Rounds of read-decide-write lost to concurrent scans of one participant before giving up (two
 #: checkpoints at the same instant lose at most once each; the bound is for pathological load).
 MAX_ATTEMPTS: Final = 25
+#: I/O a scan overlaps with the face engine (the rate-limit write).
+_BACKGROUND: Final = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scan-io")
 _MESSAGES = {
     ScanOutcome.UNKNOWN: "Face not recognised: register at the info desk to join the rally.",
     ScanOutcome.NO_FACE: "No face found: look at the camera and try again.",
@@ -75,9 +80,19 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
         )
     if (scan.photo is None) == (scan.template is None):
         raise InvalidInputError("send either a photo or a template, not both and not neither")
+    # The device's rate limit (one write) is checked while the face is analysed; every write of
+    # the scan waits for it, so a scan over the limit leaves nothing but its refusal.
+    admission = _BACKGROUND.submit(
+        rate_limits.check,
+        deps.limiter,
+        deps.clock,
+        kind=rate_limits.DEVICE,
+        principal_id=device.device_id,
+        limit=deps.policy.rate_limits.per_device_per_minute,
+    )
     campaign = deps.campaigns.get(device.tenant_id, device.campaign_id)
     now = deps.clock.now()
-    recorder = _Recorder(deps, campaign, device, now)
+    recorder = _Recorder(deps, campaign, device, now, admission)
 
     refusal = campaign.refusal_reason(scan.checkpoint_id, now)
     if refusal is not None:
@@ -109,6 +124,7 @@ def _apply_stamp_rules(
     """
     campaign, device, now = recorder.campaign, recorder.device, recorder.now
     cooldown_key = "#".join((campaign.tenant_id, campaign.campaign_id, participant_id, device.checkpoint_id))
+    recorder.admit()
     for _ in range(MAX_ATTEMPTS):
         state = deps.ledger.read(campaign.tenant_id, campaign.campaign_id, participant_id, cooldown_key)
         participant, progress = state.participant, state.progress
@@ -149,6 +165,7 @@ def _apply_stamp_rules(
         )
         write = ScanWrite(
             event=event,
+            audit=recorder.audit_for(event),
             cooldown_key=cooldown_key,
             cooldown_until=now + timedelta(seconds=campaign.cooldown_seconds),
             version=state.version,
@@ -181,13 +198,20 @@ def _plain(
 
 
 class _Recorder:
-    """Makes the one history event of a scan and stamps its id on the answer."""
+    """Makes the one history event of a scan (and its audit entry) and stamps its id on the answer."""
 
-    def __init__(self, deps: Deps, campaign: Campaign, device: DeviceCredential, now: datetime) -> None:
+    def __init__(
+        self, deps: Deps, campaign: Campaign, device: DeviceCredential, now: datetime, admission: Future[None]
+    ) -> None:
         self._deps = deps
         self.campaign = campaign
         self.device = device
         self.now = now
+        self._admission = admission
+
+    def admit(self) -> None:
+        """Wait for the rate-limit check; TooManyRequestsError if the device is over its limit."""
+        self._admission.result()
 
     def event(
         self, outcome: ScanOutcome, result: ScanResult, participant: Participant | None = None
@@ -208,15 +232,30 @@ class _Recorder:
             expires_at=event_expiry(outcome, self.now, self._deps.policy.history_ttl),
         )
 
+    def audit_for(self, event: RecognitionEvent) -> AuditEntry:
+        """Every search leaves a trace: which device searched, when, and how it ended (no face)."""
+        return AuditEntry(
+            tenant_id=event.tenant_id,
+            entry_id=uuid.uuid4().hex,
+            at=event.at,
+            actor=f"{PrincipalKind.DEVICE.value}:{event.device_id}",
+            action="scan",
+            target=f"/v1/checkpoints/{event.checkpoint_id}/scans",
+            outcome=AuditOutcome.OK,
+            detail=f"event {event.event_id}: {event.outcome.value}",
+            expires_at=event.at + timedelta(days=self._deps.policy.audit_retention_days),
+        )
+
     def finish(self, result: ScanResult, event: RecognitionEvent) -> ScanResult:
         return replace(result, required=self.campaign.stamps_required, event_id=event.event_id)
 
     def answer(
         self, outcome: ScanOutcome, result: ScanResult, participant: Participant | None = None
     ) -> ScanResult:
-        """Record the event on its own (a scan that writes nothing else) and answer."""
+        """Record the event (with its audit entry) on its own, for a scan that writes nothing else."""
+        self.admit()
         event = self.event(outcome, result, participant)
-        self._deps.history.record(event)
+        self._deps.history.record(event, self.audit_for(event))
         return self.finish(result, event)
 
 
