@@ -48,7 +48,13 @@ def record_scan(checkpoint_id: str) -> Response:
     try:
         device = svc.authenticate_device(request.headers.get("x-device-key"))
     except UnauthorizedError as exc:
-        _audit(svc, None, "scan", target, outcome=AuditOutcome.UNAUTHENTICATED, detail=str(exc))
+        svc.audit(
+            principal=None,
+            action="scan",
+            target=target,
+            outcome=AuditOutcome.UNAUTHENTICATED,
+            detail=str(exc),
+        )
         svc.authentication_failed(source_of(request))  # 429 once over budget
         raise
     principal = _device_principal(device.tenant_id, device.device_id)
@@ -64,12 +70,20 @@ def record_scan(checkpoint_id: str) -> Response:
             Scan(device=device, checkpoint_id=checkpoint_id, photo=photo, template=template)
         )
     except ForbiddenError as exc:
-        _audit(svc, principal, "scan", target, outcome=AuditOutcome.DENIED, detail=str(exc))
+        svc.audit(
+            principal=principal, action="scan", target=target, outcome=AuditOutcome.DENIED, detail=str(exc)
+        )
         raise
     except TooManyRequestsError:
         raise  # over its rate: nothing of the scan was written (not audited, so floods add no writes)
     except Exception as exc:
-        _audit(svc, principal, "scan", target, outcome=AuditOutcome.FAILED, detail=type(exc).__name__)
+        svc.audit(
+            principal=principal,
+            action="scan",
+            target=target,
+            outcome=AuditOutcome.FAILED,
+            detail=type(exc).__name__,
+        )
         raise
     logger.info(
         "scan recorded",
@@ -96,20 +110,23 @@ def activate_device() -> Response:
     try:
         activation = svc.activate_device(body.get("code") if isinstance(body.get("code"), str) else None)
     except UnauthorizedError as exc:
-        detail = str(exc)
-        _audit(
-            svc,
-            None,
-            "devices.activate",
-            "/v1/activations",
+        svc.audit(
+            principal=None,
+            action="devices.activate",
+            target="/v1/activations",
             outcome=AuditOutcome.UNAUTHENTICATED,
-            detail=detail,
+            detail=str(exc),
         )
         svc.authentication_failed(source)
         raise
     device = activation.device
     principal = _device_principal(device.tenant_id, device.device_id)
-    _audit(svc, principal, "devices.activate", f"/v1/devices/{device.device_id}", outcome=AuditOutcome.OK)
+    svc.audit(
+        principal=principal,
+        action="devices.activate",
+        target=f"/v1/devices/{device.device_id}",
+        outcome=AuditOutcome.OK,
+    )
     logger.info("device activated", extra={"device_id": device.device_id})
     return json_response(encoding.device_activation(activation), 201)
 
@@ -128,28 +145,18 @@ def rotate_key() -> Response:
     svc.limit(_device_principal(current.tenant_id, current.device_id))
     rotated = svc.rotate_device_key(current)
     principal = _device_principal(current.tenant_id, current.device_id)
-    _audit(svc, principal, "devices.rotate_key", f"/v1/devices/{current.device_id}", outcome=AuditOutcome.OK)
+    svc.audit(
+        principal=principal,
+        action="devices.rotate_key",
+        target=f"/v1/devices/{current.device_id}",
+        outcome=AuditOutcome.OK,
+    )
     logger.info("device key rotated", extra={"device_id": current.device_id})
     return json_response(encoding.device_activation(rotated))
 
 
 def _device_principal(tenant_id: str, device_id: str) -> Principal:
     return Principal(tenant_id=tenant_id, kind=PrincipalKind.DEVICE, principal_id=device_id)
-
-
-def _audit(
-    svc: Services,
-    principal: Principal | None,
-    action: str,
-    target: str,
-    *,
-    outcome: AuditOutcome,
-    detail: str = "",
-) -> None:
-    try:
-        svc.audit(principal=principal, action=action, target=target, outcome=outcome, detail=detail)
-    except Exception:
-        logger.exception("audit entry could not be written", extra={"action": action})
 
 
 @app.route("/v1/health", methods=["GET"])

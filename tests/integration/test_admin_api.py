@@ -28,7 +28,7 @@ from eventface.adapters.memory_access import StaticClaims, StaticTokenVerifier
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
 from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Authority, secret_hash
-from eventface.domain.errors import QualityReason
+from eventface.domain.errors import DependencyError, QualityReason
 from eventface.local.apps import ADMIN_PROJECT, EDGE_PROJECT, REPO_ROOT, load_app
 from eventface.settings import Settings
 
@@ -770,3 +770,19 @@ def test_admin_key_over_its_rate_and_failed_keys_get_429(make_api):
     assert wrong == [401, 401, 429]
     outcomes = [e.outcome.value for e in api.services.deps.audit.list("-").items]
     assert outcomes.count("unauthenticated") == 3
+
+
+def test_admin_answer_goes_out_when_the_audit_log_is_down(api, monkeypatch, caplog):
+    # given: the audit store refuses writes
+    def down(entry: object) -> None:
+        raise DependencyError("audit table unavailable")
+
+    monkeypatch.setattr(api.services.deps.audit, "append", down)
+    # when
+    response = api.call("GET", "/v1/me")
+    # then: answered, and the missing entry is logged as an error for operators
+    assert response.status_code == 200
+    assert any(
+        r.levelname == "ERROR" and "audit entry could not be written" in r.getMessage()
+        for r in caplog.records
+    )

@@ -11,13 +11,15 @@ from __future__ import annotations
 import functools
 import operator
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from pynamodb.exceptions import PynamoDBException
 
 from eventface.adapters.dynamo_models import ApiKeyItem, AuditItem
 from eventface.adapters.dynamo_repositories import (
+    CONDITION_FAILED,
     DynamoTables,
+    _code,
     _translate,
     audit_item,
     decode_cursor,
@@ -26,12 +28,6 @@ from eventface.adapters.dynamo_repositories import (
 from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority
 from eventface.domain.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from eventface.domain.model import Page
-
-CONDITION_FAILED: Final = "ConditionalCheckFailedException"
-
-
-def _code(exc: PynamoDBException) -> str:
-    return str(getattr(exc, "cause_response_code", None) or "")
 
 
 def _not_found(key_id: str) -> NotFoundError:

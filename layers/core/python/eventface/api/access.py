@@ -31,7 +31,6 @@ from eventface.domain.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
-from eventface.observability import logger
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,8 +118,4 @@ class Guard:
         else:
             outcome = AuditOutcome.FAILED
         detail = str(exc) if isinstance(exc, EventfaceError) else (type(exc).__name__ if exc else "")
-        try:
-            svc.audit(principal=principal, action=action, target=target, outcome=outcome, detail=detail)
-        except Exception:
-            # The answer still goes out; the missing entry is an alarm for operators.
-            logger.exception("audit entry could not be written", extra={"action": action})
+        svc.audit(principal=principal, action=action, target=target, outcome=outcome, detail=detail)

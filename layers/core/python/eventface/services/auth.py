@@ -17,6 +17,7 @@ from datetime import timedelta
 from eventface.adapters.oidc import bearer_token
 from eventface.domain.access import AuditOutcome, Authority, Principal, PrincipalKind
 from eventface.domain.errors import ForbiddenError, UnauthorizedError
+from eventface.observability import logger
 from eventface.services import api_keys, rate_limits
 from eventface.services.deps import Deps
 
@@ -81,7 +82,26 @@ def audit(
     outcome: AuditOutcome,
     detail: str = "",
 ) -> None:
-    """Append one audit entry (to the caller's tenant; failed sign-ins to no tenant)."""
+    """Append one audit entry (to the caller's tenant; failed sign-ins to no tenant).
+
+    Never raises: the answer still goes out, and a missing entry is logged as an error for
+    operators (the alarm on it is part of the deployment).
+    """
+    try:
+        _record(deps, principal=principal, action=action, target=target, outcome=outcome, detail=detail)
+    except Exception:
+        logger.exception("audit entry could not be written", extra={"action": action})
+
+
+def _record(
+    deps: Deps,
+    *,
+    principal: Principal | None,
+    action: str,
+    target: str,
+    outcome: AuditOutcome,
+    detail: str,
+) -> None:
     api_keys.record_audit(
         deps.audit,
         deps.clock,
