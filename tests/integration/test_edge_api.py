@@ -429,3 +429,20 @@ def test_edge_failed_authentication_is_throttled_per_source(make_world):
     # then: the third wrong key is throttled, and so is the next guess of an activation code
     assert keys == [401, 401, 429]
     assert codes.status_code == 429 and "Retry-After" in codes.headers
+
+
+def test_edge_device_of_one_tenant_reaches_nothing_of_another(make_world):
+    # given: tenant "other" has the same campaign and checkpoint ids, and its own participant
+    world = make_world()
+    svc = world.services
+    svc.create_campaign("other", "rally", "Theirs", NOW - timedelta(hours=1), NOW + timedelta(hours=8),
+                        checkpoints=(Checkpoint("gate", "Gate"),), stamps_required=1)  # fmt: skip
+    svc.publish_campaign("other", "rally")
+    theirs = svc.register_participant(Registration("other", "rally", ANN_PHOTO, "Ann B", consent=True))
+    # when: our gate device scans the face registered in both tenants
+    response = world.scan(ANN_PHOTO, "image/jpeg")
+    # then: matched in our campaign only; nothing of theirs was stamped or recorded
+    assert response.status_code == 200 and response.json_body["nickname"] == "Ann"
+    assert svc.get_progress("other", "rally", theirs.participant_id)[1].stamps == 0
+    assert svc.list_history("other", "rally").items == ()
+    assert svc.deps.audit.list("other").items == ()

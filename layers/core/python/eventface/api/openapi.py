@@ -32,6 +32,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         413: "Body or photo over the size limit",
         415: "Unsupported content type",
         422: "Image cannot be decoded, holds no usable face, or fails the quality gate",
+        429: "Over the rate limit, or too many failed authentications: wait Retry-After seconds",
         503: "A backing service is unavailable or misconfigured: retry later",
     }
     return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
@@ -139,7 +140,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 },
                 "responses": {
                     "200": _json(_ref("ScanResult"), "The scan's outcome (also for unknown faces)"),
-                    **_errors(400, 401, 403, 404, 413, 415, 422, 503),
+                    **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
                 },
             }
         },
@@ -163,7 +164,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 },
                 "responses": {
                     "201": _json(_ref("DeviceActivation"), "Activated"),
-                    **_errors(400, 401, 413, 415, 503),
+                    **_errors(400, 401, 413, 415, 429, 503),
                 },
             }
         },
@@ -171,7 +172,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
             "post": {
                 "operationId": "rotateDeviceKey",
                 "summary": "A new key for this device; the one sent keeps working for a grace period",
-                "responses": {"200": _json(_ref("DeviceActivation"), "Rotated"), **_errors(401, 503)},
+                "responses": {"200": _json(_ref("DeviceActivation"), "Rotated"), **_errors(401, 429, 503)},
             }
         },
         "/v1/health": _HEALTH,
@@ -259,7 +260,7 @@ def _op(
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
-    operation["responses"] = {str(status): _json(schema, ok), **_errors(401, *errors, 503)}
+    operation["responses"] = {str(status): _json(schema, ok), **_errors(401, *errors, 429, 503)}
     return operation
 
 
