@@ -1,0 +1,309 @@
+"""CRM connectors against a real HTTP CRM server on loopback, with scripted latency and failures."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from eventface import aws
+from eventface.adapters.crm import CircuitBreaker, RestCrmConnector, WebhookCrmConnector
+from eventface.domain.errors import DependencyError
+
+FIELD_MAP = {"name": "data.profile.fullName", "tier": "data.membership.level", "phone": "data.contact.phone"}
+PROFILES = {
+    "vip-1": {"data": {"profile": {"fullName": "Ada Lovelace"}, "membership": {"level": "platinum"}}},
+    "vip/2": {
+        "data": {
+            "profile": {"fullName": "Grace Hopper"},
+            "membership": {"level": "gold"},
+            "contact": {"phone": "+1 555 0100"},
+        }
+    },
+}
+WEBHOOK_SECRET = b"shared-hmac-key"
+#: The slowest a deadline-bound lookup may be beyond its deadline (scheduling, thread start).
+MARGIN_S = 0.3
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """One scripted answer: wait ``delay_s``, then answer ``status`` (and ``body``, if given)."""
+
+    delay_s: float = 0.0
+    status: int = 200
+    body: bytes | None = None
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class FakeCrm:
+    """State of the loopback CRM: the script of the next answers and every request received."""
+
+    url: str = ""
+    script: list[Scripted] = field(default_factory=list)
+    requests: list[Received] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def profile_url(self) -> str:
+        return f"{self.url}/api/customers/{{customer_id}}"
+
+    def next_step(self, received: Received) -> Scripted:
+        with self.lock:
+            self.requests.append(received)
+            return self.script.pop(0) if self.script else Scripted()
+
+
+def _handler(crm: FakeCrm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            received = Received(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+            step = crm.next_step(received)
+            if step.delay_s and crm.stopping.wait(step.delay_s):
+                return
+            status, body = step.status, step.body
+            if body is None and status == 200:
+                if self.command == "POST":
+                    status, body = self._check_signature(received)
+                else:
+                    customer_id = urllib.parse.unquote(self.path.rsplit("/", 1)[-1])
+                    profile = PROFILES.get(customer_id)
+                    status, body = (200, json.dumps(profile).encode()) if profile else (404, b"{}")
+            body = body or b""
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (deadline): that is the point of the slow scripts
+
+        @staticmethod
+        def _check_signature(received: Received) -> tuple[int, bytes]:
+            expected = "sha256=" + hmac.new(WEBHOOK_SECRET, received.body, hashlib.sha256).hexdigest()
+            if hmac.compare_digest(received.headers.get("X-Signature", ""), expected):
+                return 204, b""
+            return 401, b'{"error": "bad signature"}'
+
+        do_GET = _answer  # noqa: N815 - http.server's naming
+        do_POST = _answer  # noqa: N815
+
+    return Handler
+
+
+@pytest.fixture
+def crm() -> Iterator[FakeCrm]:
+    """A CRM on 127.0.0.1 (free port) serving ``PROFILES``, answering ``script`` first."""
+    state = FakeCrm()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    host, port = server.server_address[:2]
+    state.url = f"http://{host!s}:{port}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _connector(crm: FakeCrm, **options: object) -> RestCrmConnector:
+    settings: dict[str, object] = {"auth_value": "Bearer lit3ral", "timeout_s": 2.0, "retries": 3}
+    settings.update(options)
+    return RestCrmConnector(crm.profile_url(), FIELD_MAP, **settings)  # type: ignore[arg-type]
+
+
+def test_rest_connector_healthy_crm_profile_is_mapped(crm: FakeCrm) -> None:
+    # given a healthy CRM
+    connector = _connector(crm)
+    # when a VIP whose id needs URL-encoding is looked up
+    result = connector.lookup("vip/2", deadline_s=2.0)
+    # then the profile is mapped and the request carried the id encoded and the literal auth value
+    assert result.status == "ok", result.reason
+    assert result.profile is not None
+    assert (result.profile.name, result.profile.tier) == ("Grace Hopper", "gold")
+    assert result.profile.fields == {"phone": "+1 555 0100"}
+    assert not result.from_cache
+    assert [r.path for r in crm.requests] == ["/api/customers/vip%2F2"]
+    assert crm.requests[0].headers["Authorization"] == "Bearer lit3ral"
+
+
+def test_rest_connector_missing_mapped_field_is_absent(crm: FakeCrm) -> None:
+    result = _connector(crm).lookup("vip-1", deadline_s=2.0)
+    assert result.profile is not None
+    assert result.profile.tier == "platinum"
+    assert result.profile.fields == {}
+
+
+def test_rest_connector_reads_auth_header_from_secrets_manager(crm: FakeCrm, in_process_aws: None) -> None:
+    # given the header value in Secrets Manager (moto in-process: only botocore is intercepted, the
+    # loopback CRM is reached over real HTTP by urllib) and a clock we move by hand
+    secrets = aws.client("secretsmanager")
+    secrets.create_secret(Name="crm/venue-1", SecretString="Bearer fr0m-secrets")
+    now = [100.0]
+    connector = _connector(
+        crm, auth_value=None, auth_header="X-Api-Key", secret_id="crm/venue-1", clock=lambda: now[0]
+    )
+    # when looked up, the secret rotated, looked up again within five minutes, then after
+    first = connector.lookup("vip-1", deadline_s=2.0)
+    secrets.put_secret_value(SecretId="crm/venue-1", SecretString="Bearer r0tated")
+    now[0] += 299
+    second = connector.lookup("vip/2", deadline_s=2.0)
+    now[0] += 1
+    third = connector.lookup("missing", deadline_s=2.0)
+    # then the CRM saw the secret's value, kept for five minutes, then re-read
+    assert (first.status, second.status, third.status) == ("ok", "ok", "not_found")
+    assert [r.headers["X-Api-Key"] for r in crm.requests] == [
+        "Bearer fr0m-secrets",
+        "Bearer fr0m-secrets",
+        "Bearer r0tated",
+    ]
+
+
+def test_rest_connector_missing_secret_is_unavailable_with_instructions(
+    crm: FakeCrm, in_process_aws: None
+) -> None:
+    connector = _connector(crm, auth_value=None, secret_id="crm/nope")
+    result = connector.lookup("vip-1", deadline_s=2.0)
+    assert result.status == "unavailable"
+    assert "check that the secret 'crm/nope' exists" in result.reason
+    assert crm.requests == []
+
+
+def test_rest_connector_500_then_200_is_ok_after_one_retry(crm: FakeCrm) -> None:
+    # given a CRM whose first answer is a 500
+    crm.script = [Scripted(status=500, body=b"oops")]
+    pauses: list[float] = []
+    connector = _connector(crm, sleep=pauses.append, random=lambda: 0.5)
+    # when
+    result = connector.lookup("vip-1", deadline_s=2.0)
+    # then
+    assert result.status == "ok", result.reason
+    assert len(crm.requests) == 2
+    assert pauses == [pytest.approx(0.05)]
+
+
+@pytest.mark.parametrize("deadline_s", [0.5, 1.0])
+def test_rest_connector_slow_crm_is_unavailable_within_the_deadline(crm: FakeCrm, deadline_s: float) -> None:
+    # given a CRM that takes 3 s per answer and a connector allowed 2 s per attempt
+    crm.script = [Scripted(delay_s=3.0)] * 5
+    connector = _connector(crm, timeout_s=2.0, retries=3)
+    # when
+    started = time.monotonic()
+    result = connector.lookup("vip-1", deadline_s=deadline_s)
+    elapsed = time.monotonic() - started
+    # then "unavailable" arrives within the deadline plus a small margin
+    assert result.status == "unavailable"
+    assert "did not answer within" in result.reason
+    assert elapsed < deadline_s + MARGIN_S, f"took {elapsed:.3f} s for a {deadline_s} s deadline"
+    assert result.elapsed_ms < (deadline_s + MARGIN_S) * 1000
+    print(f"slow CRM, deadline {deadline_s} s: unavailable after {elapsed * 1000:.0f} ms")
+
+
+def test_rest_connector_repeated_failures_open_the_breaker(crm: FakeCrm) -> None:
+    # given a CRM that fails every request and a breaker opening after 3 consecutive failures
+    crm.script = [Scripted(status=503)] * 10
+    breaker = CircuitBreaker(failure_threshold=3, cool_down_s=60)
+    connector = _connector(crm, retries=2, breaker=breaker, sleep=lambda _: None)
+    # when two lookups fail (3 failed attempts open the breaker)
+    first = connector.lookup("vip-1", deadline_s=2.0)
+    second = connector.lookup("vip-1", deadline_s=2.0)
+    assert (first.status, second.status) == ("unavailable", "unavailable")
+    reached = len(crm.requests)
+    # then the next lookup answers without any request reaching the server
+    started = time.monotonic()
+    third = connector.lookup("vip/2", deadline_s=2.0)
+    assert time.monotonic() - started < 0.05
+    assert reached == 3
+    assert len(crm.requests) == reached
+    assert third.status == "unavailable"
+    assert "calls are paused" in third.reason
+
+
+def test_rest_connector_unknown_customer_is_not_found_and_cached(crm: FakeCrm) -> None:
+    connector = _connector(crm)
+    first = connector.lookup("stranger", deadline_s=2.0)
+    second = connector.lookup("stranger", deadline_s=2.0)
+    assert (first.status, second.status) == ("not_found", "not_found")
+    assert second.from_cache
+    assert len(crm.requests) == 1
+
+
+def test_rest_connector_cache_hit_sends_no_request(crm: FakeCrm) -> None:
+    # given a profile looked up once
+    connector = _connector(crm)
+    first = connector.lookup("vip-1", deadline_s=2.0)
+    # when looked up again
+    second = connector.lookup("vip-1", deadline_s=2.0)
+    # then the CRM was called once
+    assert second.from_cache
+    assert second.profile == first.profile
+    assert len(crm.requests) == 1
+
+
+def test_rest_connector_does_not_follow_redirects(crm: FakeCrm) -> None:
+    crm.script = [Scripted(status=302, body=b"")]
+    result = _connector(crm).lookup("vip-1", deadline_s=2.0)
+    assert result.status == "unavailable"
+    assert "answered 302" in result.reason
+    assert len(crm.requests) == 1
+
+
+def test_rest_connector_unreachable_crm_is_unavailable() -> None:
+    # given a loopback port where nothing listens
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connector = RestCrmConnector(
+        f"http://127.0.0.1:{port}/api/{{customer_id}}", FIELD_MAP, retries=2, sleep=lambda _: None
+    )
+    # when
+    result = connector.lookup("vip-1", deadline_s=1.0)
+    # then
+    assert result.status == "unavailable"
+    assert f"could not reach the CRM at http://127.0.0.1:{port}" in result.reason
+    assert "(after 2 attempts)" in result.reason
+
+
+def test_webhook_notify_is_signed_over_the_raw_body(crm: FakeCrm) -> None:
+    # given a webhook that checks the HMAC of the body it receives
+    connector = WebhookCrmConnector(f"{crm.url}/hooks/vip", WEBHOOK_SECRET, timeout_s=2.0)
+    sighting: dict[str, object] = {"venue_id": "v-1", "customer_id": "vip-1", "similarity": 0.71}
+    # when
+    connector.notify(sighting)
+    # then the server accepted the signature and received the sighting as JSON
+    (received,) = crm.requests
+    assert received.method == "POST"
+    assert json.loads(received.body) == sighting
+    assert received.headers["Content-Type"] == "application/json"
+    assert abs(int(received.headers["X-Timestamp"]) - time.time()) < 5
+
+
+def test_webhook_notify_with_the_wrong_secret_is_refused(crm: FakeCrm) -> None:
+    connector = WebhookCrmConnector(f"{crm.url}/hooks/vip", b"not-the-key", timeout_s=2.0)
+    with pytest.raises(DependencyError, match="answered 401"):
+        connector.notify({"customer_id": "vip-1"})
