@@ -14,18 +14,10 @@ import pytest
 
 from eventface import aws
 from eventface.local.moto_patches import patch_moto
+from eventface.local.stack import FAKE_AWS
 
 ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    # Unimplemented moto actions answer 500, which botocore would retry: fail fast instead.
-    "AWS_MAX_ATTEMPTS": "1",
-    # Never pick up a developer's profile or credentials.
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    **FAKE_AWS,
     # DynamoDB Streams calls name an account in their ARN, so botocore would send them to an
     # account-based endpoint that in-process moto does not intercept.
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import PynamoDBException
@@ -20,6 +20,7 @@ from eventface.adapters.dynamo_repositories import (
     CONDITION_FAILED,
     DynamoTables,
     _code,
+    _time_key,
     _translate,
     audit_item,
     decode_cursor,
@@ -32,13 +33,6 @@ from eventface.domain.model import Page
 
 def _not_found(key_id: str) -> NotFoundError:
     return NotFoundError(f"API key {key_id} does not exist: check the id (list the keys to find it)")
-
-
-def _time_key(at: datetime) -> str:
-    """Fixed-width UTC ISO time: sorts lexicographically in time order."""
-    if at.tzinfo is None:
-        raise InvalidInputError("times must be timezone-aware (UTC): add a timezone, e.g. 'Z'")
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -------------------------------------------------------------------------------------- API keys
@@ -166,10 +160,6 @@ class DynamoApiKeyRepository:
 
 
 # ----------------------------------------------------------------------------------------- audit
-
-
-def _audit_sk(entry: AuditEntry) -> str:
-    return f"{_time_key(entry.at)}#{entry.entry_id}"
 
 
 def _entry_from_item(item: AuditItem) -> AuditEntry:

@@ -395,7 +395,9 @@ def _batch_delete(model: Any, items: Iterable[Any], what: str) -> None:
 
 
 def _time_key(at: datetime) -> str:
-    """Fixed-width UTC ISO time: sorts lexicographically as the times do."""
+    """Fixed-width UTC ISO time: sorts lexicographically as the times do (history and audit keys)."""
+    if at.tzinfo is None:
+        raise InvalidInputError("times must be timezone-aware (UTC): add a timezone, e.g. 'Z'")
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -55,8 +55,9 @@ TABLE_PREFIX: Final = "eventface-local"
 EDGE_APP: Final = "edge_api"
 ADMIN_APP: Final = "admin_api"
 
-#: Fake credentials and a region: no developer profile or real credentials are ever picked up.
-AWS_ENVIRONMENT: Final = {
+#: Fake credentials and a region: no developer profile or real credentials are ever picked up;
+#: an unimplemented moto action answers 500, which botocore would retry: fail fast instead.
+FAKE_AWS: Final = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
@@ -65,6 +66,9 @@ AWS_ENVIRONMENT: Final = {
     "AWS_MAX_ATTEMPTS": "1",
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+AWS_ENVIRONMENT: Final = {
+    **FAKE_AWS,
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "eventface-local",
 }
