@@ -1,23 +1,18 @@
-"""CRM connectors against a real HTTP CRM server on loopback, with scripted latency and failures."""
+"""CRM connectors against a real HTTP CRM server on loopback, with latency and failures injected."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import socket
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from eventface import aws
 from eventface.adapters.crm import CircuitBreaker, RestCrmConnector, WebhookCrmConnector
 from eventface.domain.errors import DependencyError
+from eventface.local.crm_server import CrmTestServer
 
 FIELD_MAP = {"name": "data.profile.fullName", "tier": "data.membership.level", "phone": "data.contact.phone"}
 PROFILES = {
@@ -35,109 +30,20 @@ WEBHOOK_SECRET = b"shared-hmac-key"
 MARGIN_S = 0.3
 
 
-@dataclass(frozen=True)
-class Scripted:
-    """One scripted answer: wait ``delay_s``, then answer ``status`` (and ``body``, if given)."""
-
-    delay_s: float = 0.0
-    status: int = 200
-    body: bytes | None = None
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class FakeCrm:
-    """State of the loopback CRM: the script of the next answers and every request received."""
-
-    url: str = ""
-    script: list[Scripted] = field(default_factory=list)
-    requests: list[Received] = field(default_factory=list)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def profile_url(self) -> str:
-        return f"{self.url}/api/customers/{{customer_id}}"
-
-    def next_step(self, received: Received) -> Scripted:
-        with self.lock:
-            self.requests.append(received)
-            return self.script.pop(0) if self.script else Scripted()
-
-
-def _handler(crm: FakeCrm) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            received = Received(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
-            step = crm.next_step(received)
-            if step.delay_s and crm.stopping.wait(step.delay_s):
-                return
-            status, body = step.status, step.body
-            if body is None and status == 200:
-                if self.command == "POST":
-                    status, body = self._check_signature(received)
-                else:
-                    customer_id = urllib.parse.unquote(self.path.rsplit("/", 1)[-1])
-                    profile = PROFILES.get(customer_id)
-                    status, body = (200, json.dumps(profile).encode()) if profile else (404, b"{}")
-            body = body or b""
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (deadline): that is the point of the slow scripts
-
-        @staticmethod
-        def _check_signature(received: Received) -> tuple[int, bytes]:
-            expected = "sha256=" + hmac.new(WEBHOOK_SECRET, received.body, hashlib.sha256).hexdigest()
-            if hmac.compare_digest(received.headers.get("X-Signature", ""), expected):
-                return 204, b""
-            return 401, b'{"error": "bad signature"}'
-
-        do_GET = _answer  # noqa: N815 - http.server's naming
-        do_POST = _answer  # noqa: N815
-
-    return Handler
-
-
 @pytest.fixture
-def crm() -> Iterator[FakeCrm]:
-    """A CRM on 127.0.0.1 (free port) serving ``PROFILES``, answering ``script`` first."""
-    state = FakeCrm()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    host, port = server.server_address[:2]
-    state.url = f"http://{host!s}:{port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def crm() -> Iterator[CrmTestServer]:
+    """A CRM on 127.0.0.1 (free port) serving ``PROFILES`` and checking webhook signatures."""
+    with CrmTestServer(PROFILES, webhook_secret=WEBHOOK_SECRET) as server:
+        yield server
 
 
-def _connector(crm: FakeCrm, **options: object) -> RestCrmConnector:
+def _connector(crm: CrmTestServer, **options: object) -> RestCrmConnector:
     settings: dict[str, object] = {"auth_value": "Bearer lit3ral", "timeout_s": 2.0, "retries": 3}
     settings.update(options)
-    return RestCrmConnector(crm.profile_url(), FIELD_MAP, **settings)  # type: ignore[arg-type]
+    return RestCrmConnector(crm.profile_url_template, FIELD_MAP, **settings)  # type: ignore[arg-type]
 
 
-def test_rest_connector_healthy_crm_profile_is_mapped(crm: FakeCrm) -> None:
+def test_rest_connector_healthy_crm_profile_is_mapped(crm: CrmTestServer) -> None:
     # given a healthy CRM
     connector = _connector(crm)
     # when a VIP whose id needs URL-encoding is looked up
@@ -148,18 +54,20 @@ def test_rest_connector_healthy_crm_profile_is_mapped(crm: FakeCrm) -> None:
     assert (result.profile.name, result.profile.tier) == ("Grace Hopper", "gold")
     assert result.profile.fields == {"phone": "+1 555 0100"}
     assert not result.from_cache
-    assert [r.path for r in crm.requests] == ["/api/customers/vip%2F2"]
+    assert [r.path for r in crm.requests] == ["/customers/vip%2F2"]
     assert crm.requests[0].headers["Authorization"] == "Bearer lit3ral"
 
 
-def test_rest_connector_missing_mapped_field_is_absent(crm: FakeCrm) -> None:
+def test_rest_connector_missing_mapped_field_is_absent(crm: CrmTestServer) -> None:
     result = _connector(crm).lookup("vip-1", deadline_s=2.0)
     assert result.profile is not None
     assert result.profile.tier == "platinum"
     assert result.profile.fields == {}
 
 
-def test_rest_connector_reads_auth_header_from_secrets_manager(crm: FakeCrm, in_process_aws: None) -> None:
+def test_rest_connector_reads_auth_header_from_secrets_manager(
+    crm: CrmTestServer, in_process_aws: None
+) -> None:
     # given the header value in Secrets Manager (moto in-process: only botocore is intercepted, the
     # loopback CRM is reached over real HTTP by urllib) and a clock we move by hand
     secrets = aws.client("secretsmanager")
@@ -185,7 +93,7 @@ def test_rest_connector_reads_auth_header_from_secrets_manager(crm: FakeCrm, in_
 
 
 def test_rest_connector_missing_secret_is_unavailable_with_instructions(
-    crm: FakeCrm, in_process_aws: None
+    crm: CrmTestServer, in_process_aws: None
 ) -> None:
     connector = _connector(crm, auth_value=None, secret_id="crm/nope")
     result = connector.lookup("vip-1", deadline_s=2.0)
@@ -194,9 +102,9 @@ def test_rest_connector_missing_secret_is_unavailable_with_instructions(
     assert crm.requests == []
 
 
-def test_rest_connector_500_then_200_is_ok_after_one_retry(crm: FakeCrm) -> None:
+def test_rest_connector_500_then_200_is_ok_after_one_retry(crm: CrmTestServer) -> None:
     # given a CRM whose first answer is a 500
-    crm.script = [Scripted(status=500, body=b"oops")]
+    crm.fail_next(1, status=500)
     pauses: list[float] = []
     connector = _connector(crm, sleep=pauses.append, random=lambda: 0.5)
     # when
@@ -208,9 +116,11 @@ def test_rest_connector_500_then_200_is_ok_after_one_retry(crm: FakeCrm) -> None
 
 
 @pytest.mark.parametrize("deadline_s", [0.5, 1.0])
-def test_rest_connector_slow_crm_is_unavailable_within_the_deadline(crm: FakeCrm, deadline_s: float) -> None:
+def test_rest_connector_slow_crm_is_unavailable_within_the_deadline(
+    crm: CrmTestServer, deadline_s: float
+) -> None:
     # given a CRM that takes 3 s per answer and a connector allowed 2 s per attempt
-    crm.script = [Scripted(delay_s=3.0)] * 5
+    crm.set_latency(3.0)
     connector = _connector(crm, timeout_s=2.0, retries=3)
     # when
     started = time.monotonic()
@@ -224,9 +134,9 @@ def test_rest_connector_slow_crm_is_unavailable_within_the_deadline(crm: FakeCrm
     print(f"slow CRM, deadline {deadline_s} s: unavailable after {elapsed * 1000:.0f} ms")
 
 
-def test_rest_connector_repeated_failures_open_the_breaker(crm: FakeCrm) -> None:
-    # given a CRM that fails every request and a breaker opening after 3 consecutive failures
-    crm.script = [Scripted(status=503)] * 10
+def test_rest_connector_repeated_failures_open_the_breaker(crm: CrmTestServer) -> None:
+    # given a CRM that is down (503 to every request) and a breaker opening after 3 consecutive failures
+    crm.set_down(True)
     breaker = CircuitBreaker(failure_threshold=3, cool_down_s=60)
     connector = _connector(crm, retries=2, breaker=breaker, sleep=lambda _: None)
     # when two lookups fail (3 failed attempts open the breaker)
@@ -244,7 +154,7 @@ def test_rest_connector_repeated_failures_open_the_breaker(crm: FakeCrm) -> None
     assert "calls are paused" in third.reason
 
 
-def test_rest_connector_unknown_customer_is_not_found_and_cached(crm: FakeCrm) -> None:
+def test_rest_connector_unknown_customer_is_not_found_and_cached(crm: CrmTestServer) -> None:
     connector = _connector(crm)
     first = connector.lookup("stranger", deadline_s=2.0)
     second = connector.lookup("stranger", deadline_s=2.0)
@@ -253,7 +163,7 @@ def test_rest_connector_unknown_customer_is_not_found_and_cached(crm: FakeCrm) -
     assert len(crm.requests) == 1
 
 
-def test_rest_connector_cache_hit_sends_no_request(crm: FakeCrm) -> None:
+def test_rest_connector_cache_hit_sends_no_request(crm: CrmTestServer) -> None:
     # given a profile looked up once
     connector = _connector(crm)
     first = connector.lookup("vip-1", deadline_s=2.0)
@@ -265,8 +175,8 @@ def test_rest_connector_cache_hit_sends_no_request(crm: FakeCrm) -> None:
     assert len(crm.requests) == 1
 
 
-def test_rest_connector_does_not_follow_redirects(crm: FakeCrm) -> None:
-    crm.script = [Scripted(status=302, body=b"")]
+def test_rest_connector_does_not_follow_redirects(crm: CrmTestServer) -> None:
+    crm.fail_next(1, status=302)
     result = _connector(crm).lookup("vip-1", deadline_s=2.0)
     assert result.status == "unavailable"
     assert "answered 302" in result.reason
@@ -289,9 +199,9 @@ def test_rest_connector_unreachable_crm_is_unavailable() -> None:
     assert "(after 2 attempts)" in result.reason
 
 
-def test_webhook_notify_is_signed_over_the_raw_body(crm: FakeCrm) -> None:
+def test_webhook_notify_is_signed_over_the_raw_body(crm: CrmTestServer) -> None:
     # given a webhook that checks the HMAC of the body it receives
-    connector = WebhookCrmConnector(f"{crm.url}/hooks/vip", WEBHOOK_SECRET, timeout_s=2.0)
+    connector = WebhookCrmConnector(crm.webhook_url, WEBHOOK_SECRET, timeout_s=2.0)
     sighting: dict[str, object] = {"venue_id": "v-1", "customer_id": "vip-1", "similarity": 0.71}
     # when
     connector.notify(sighting)
@@ -301,9 +211,11 @@ def test_webhook_notify_is_signed_over_the_raw_body(crm: FakeCrm) -> None:
     assert json.loads(received.body) == sighting
     assert received.headers["Content-Type"] == "application/json"
     assert abs(int(received.headers["X-Timestamp"]) - time.time()) < 5
+    assert [(w.signature_valid, w.payload) for w in crm.webhook_received] == [(True, sighting)]
 
 
-def test_webhook_notify_with_the_wrong_secret_is_refused(crm: FakeCrm) -> None:
-    connector = WebhookCrmConnector(f"{crm.url}/hooks/vip", b"not-the-key", timeout_s=2.0)
+def test_webhook_notify_with_the_wrong_secret_is_refused(crm: CrmTestServer) -> None:
+    connector = WebhookCrmConnector(crm.webhook_url, b"not-the-key", timeout_s=2.0)
     with pytest.raises(DependencyError, match="answered 401"):
         connector.notify({"customer_id": "vip-1"})
+    assert [w.signature_valid for w in crm.webhook_received] == [False]
