@@ -1,4 +1,5 @@
-"""Management API: campaigns, checkpoints, participants, devices, history, API keys, audit.
+"""Management API: campaigns, checkpoints, participants, devices, history, API keys, audit, venues
+(VIP members, staff devices, alerts) and campaign messages.
 
 Callers are signed-in users (``Authorization: Bearer <ID token>``) or systems (``x-api-key``);
 every route declares the authority it needs and leaves an audit entry (``eventface.api.access``).
@@ -23,11 +24,16 @@ from eventface.api.http import handled, json_response
 from eventface.api.openapi import ADMIN_OPENAPI
 from eventface.bootstrap import Services
 from eventface.domain.access import Authority, parse_authorities
-from eventface.domain.errors import InvalidInputError
+from eventface.domain.errors import InvalidInputError, NotFoundError
 from eventface.domain.model import Checkpoint, NotificationTexts
 from eventface.observability import logger
+from eventface.services import alerts as alert_service
+from eventface.services import devices as device_service
+from eventface.services import messages as message_service
+from eventface.services import venues as venue_service
 from eventface.services.campaigns import CampaignChanges
 from eventface.services.participants import Registration
+from eventface.services.venues import MemberRegistration, VenueChanges
 from eventface.settings import from_environ
 
 app = Chalice(app_name="eventface-admin")
@@ -198,11 +204,11 @@ def register_participant(campaign_id: str) -> Response:
     settings = svc.deps.settings
     body = parse.json_object(
         parse.check_size(request.raw_body, settings.max_body_bytes),
-        {"nickname", "consent", "photo", "push_token"},
+        {"nickname", "consent", "photo", "push_token", "locale"},
     )
     push_token = body.get("push_token")
     if push_token is not None and not isinstance(push_token, str):
-        raise InvalidInputError("push_token must be a string, or omitted")
+        raise InvalidInputError("push_token must be a string like 'fcm:<token>', or omitted")
     participant = svc.register_participant(
         Registration(
             tenant_id=tenant,
@@ -211,6 +217,7 @@ def register_participant(campaign_id: str) -> Response:
             nickname=parse.string(body, "nickname"),
             consent=body.get("consent") is True,
             push_endpoint=push_token,
+            locale=parse.string(body, "locale", default="en"),
         )
     )
     logger.info(
@@ -389,3 +396,266 @@ def read_audit() -> Response:
         cursor=cursor,
     )
     return json_response(encoding.page(page, encoding.audit_entry))
+
+
+# -- venues, VIP members, staff devices, alerts -------------------------------------------------
+
+VENUE_FIELDS = frozenset({"name", "dedupe_minutes", "crm"})
+
+
+@app.route("/v1/venues", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TENANT_ADMIN, "venues.create")
+def create_venue() -> Response:
+    svc, tenant, request = _call()
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), VENUE_FIELDS
+    )
+    venue = venue_service.create_venue(
+        svc.deps,
+        tenant,
+        parse.string(body, "name"),
+        dedupe_minutes=_optional_int(body, "dedupe_minutes"),
+        crm=parse.crm_config(body["crm"]) if body.get("crm") is not None else None,
+    )
+    logger.info("venue created", extra={"venue_id": venue.venue_id})
+    return json_response(encoding.venue(venue), 201)
+
+
+@app.route("/v1/venues", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "venues.list")
+def list_venues() -> Response:
+    svc, tenant, request = _call()
+    limit, cursor = parse.page_args(request.query_params)
+    return json_response(
+        encoding.page(venue_service.list_venues(svc.deps, tenant, limit, cursor), encoding.venue)
+    )
+
+
+@app.route("/v1/venues/{venue_id}", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "venues.get")
+def get_venue(venue_id: str) -> Response:
+    svc, tenant, _ = _call()
+    return json_response(encoding.venue(venue_service.get_venue(svc.deps, tenant, venue_id)))
+
+
+@app.route("/v1/venues/{venue_id}", methods=["PATCH"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TENANT_ADMIN, "venues.update")
+def update_venue(venue_id: str) -> Response:
+    svc, tenant, request = _call()
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), VENUE_FIELDS
+    )
+    changes = VenueChanges(
+        name=parse.string(body, "name") if "name" in body else None,
+        dedupe_minutes=_optional_int(body, "dedupe_minutes"),
+        crm=parse.crm_config(body["crm"]) if body.get("crm") is not None else None,
+    )
+    return json_response(encoding.venue(venue_service.update_venue(svc.deps, tenant, venue_id, changes)))
+
+
+@app.route("/v1/venues/{venue_id}/members", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "members.add")
+def add_member(venue_id: str) -> Response:
+    svc, tenant, request = _call()
+    settings = svc.deps.settings
+    body = parse.json_object(
+        parse.check_size(request.raw_body, settings.max_body_bytes),
+        {"name", "photo", "tier", "crm_customer_id", "notes"},
+    )
+    member = venue_service.add_member(
+        svc.deps,
+        MemberRegistration(
+            tenant_id=tenant,
+            venue_id=venue_id,
+            photo=parse.photo(parse.require(body, "photo"), settings.max_photo_bytes),
+            name=parse.string(body, "name"),
+            tier=parse.string(body, "tier", default=""),
+            crm_customer_id=parse.string(body, "crm_customer_id", default=""),
+            notes=parse.string(body, "notes", default=""),
+        ),
+    )
+    logger.info("vip member added", extra={"venue_id": venue_id, "member_id": member.member_id})
+    return json_response(encoding.member(member), 201)
+
+
+@app.route("/v1/venues/{venue_id}/members", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "members.list")
+def list_members(venue_id: str) -> Response:
+    svc, tenant, request = _call()
+    limit, cursor = parse.page_args(request.query_params)
+    page = venue_service.list_members(svc.deps, tenant, venue_id, limit, cursor)
+    return json_response(encoding.page(page, encoding.member))
+
+
+@app.route("/v1/venues/{venue_id}/members/{member_id}", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "members.get")
+def get_member(venue_id: str, member_id: str) -> Response:
+    svc, tenant, _ = _call()
+    return json_response(encoding.member(venue_service.get_member(svc.deps, tenant, venue_id, member_id)))
+
+
+@app.route("/v1/venues/{venue_id}/members/{member_id}", methods=["DELETE"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TARGETS, "members.remove")
+def remove_member(venue_id: str, member_id: str) -> Response:
+    svc, tenant, _ = _call()
+    existed = venue_service.remove_member(svc.deps, tenant, venue_id, member_id)
+    if not existed:
+        raise NotFoundError(f"member {member_id} is not a VIP of venue {venue_id}")
+    return json_response({"member_id": member_id, "removed": True})
+
+
+@app.route("/v1/venues/{venue_id}/devices", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TERMINALS, "devices.register")
+def register_venue_device(venue_id: str) -> Response:
+    svc, tenant, request = _call()
+    body = parse.json_object(parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name"})
+    registration = device_service.register_venue_device(
+        svc.deps, tenant, venue_id, parse.string(body, "name", default="")
+    )
+    logger.info("venue device registered", extra={"device_id": registration.device.device_id})
+    return json_response(encoding.device_registration(registration), 201)
+
+
+@app.route("/v1/venues/{venue_id}/staff-devices", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "staff_devices.subscribe")
+def subscribe_staff_device(venue_id: str) -> Response:
+    svc, tenant, request = _call()
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes),
+        {"name", "platform", "token", "locale"},
+    )
+    device = venue_service.subscribe_staff_device(
+        svc.deps,
+        tenant,
+        venue_id,
+        name=parse.string(body, "name"),
+        platform=parse.string(body, "platform"),
+        token=parse.string(body, "token", default=""),
+        locale=parse.string(body, "locale", default="ja"),
+    )
+    return json_response(encoding.staff_device(device), 201)
+
+
+@app.route("/v1/venues/{venue_id}/staff-devices", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "staff_devices.list")
+def list_staff_devices(venue_id: str) -> Response:
+    svc, tenant, _ = _call()
+    devices = venue_service.list_staff_devices(svc.deps, tenant, venue_id)
+    return json_response({"items": [encoding.staff_device(d) for d in devices], "cursor": None})
+
+
+@app.route("/v1/venues/{venue_id}/staff-devices/{staff_device_id}", methods=["DELETE"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "staff_devices.unsubscribe")
+def unsubscribe_staff_device(venue_id: str, staff_device_id: str) -> Response:
+    svc, tenant, _ = _call()
+    if not venue_service.unsubscribe_staff_device(svc.deps, tenant, venue_id, staff_device_id):
+        raise NotFoundError(f"staff device {staff_device_id} is not subscribed to venue {venue_id}")
+    return json_response({"staff_device_id": staff_device_id, "unsubscribed": True})
+
+
+@app.route("/v1/venues/{venue_id}/alerts", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "alerts.list")
+def list_alerts(venue_id: str) -> Response:
+    svc, tenant, request = _call()
+    limit, cursor = parse.page_args(request.query_params)
+    query: dict[str, str] = dict(request.query_params or {})
+    since = parse.timestamp(query, "since") if query.get("since") else None
+    page = alert_service.list_alerts(svc.deps, tenant, venue_id, limit, cursor, since=since)
+    return json_response(encoding.page(page, encoding.alert))
+
+
+@app.route("/v1/venues/{venue_id}/alerts/{alert_id}", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "alerts.get")
+def get_alert(venue_id: str, alert_id: str) -> Response:
+    svc, tenant, _ = _call()
+    return json_response(encoding.alert(alert_service.get_alert(svc.deps, tenant, venue_id, alert_id)))
+
+
+@app.route("/v1/venues/{venue_id}/alerts/{alert_id}/acknowledge", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "alerts.acknowledge")
+def acknowledge_alert(venue_id: str, alert_id: str) -> Response:
+    call = guard.call()
+    alert = alert_service.acknowledge_alert(
+        call.services.deps, call.principal.actor, call.tenant, venue_id, alert_id
+    )
+    return json_response(encoding.alert(alert))
+
+
+@app.route("/v1/venues/{venue_id}/alerts/{alert_id}/false-match", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.VENUE_STAFF, "alerts.flag_false_match")
+def flag_false_match(venue_id: str, alert_id: str) -> Response:
+    call = guard.call()
+    body = parse.json_object(
+        parse.check_size(call.request.raw_body or b"{}", call.services.deps.settings.max_body_bytes), {"note"}
+    )
+    alert = alert_service.flag_false_match(
+        call.services.deps,
+        call.principal.actor,
+        call.tenant,
+        venue_id,
+        alert_id,
+        note=parse.string(body, "note", default=""),
+    )
+    return json_response(encoding.alert(alert))
+
+
+# -- campaign messages --------------------------------------------------------------------------
+
+
+@app.route("/v1/campaigns/{campaign_id}/messages", methods=["POST"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "messages.send")
+def send_message(campaign_id: str) -> Response:
+    call = guard.call()
+    body = parse.json_object(
+        parse.check_size(call.request.raw_body, call.services.deps.settings.max_body_bytes),
+        {"title", "body", "segment"},
+    )
+    message = message_service.send_campaign_message(
+        call.services.deps,
+        tenant_id=call.tenant,
+        campaign_id=campaign_id,
+        title=parse.texts(body, "title", required=False),
+        body=parse.texts(body, "body"),
+        segment=parse.segment(body.get("segment")),
+        created_by=call.principal.actor,
+    )
+    logger.info(
+        "campaign message queued", extra={"message_id": message.message_id, "targeted": message.targeted}
+    )
+    return json_response(encoding.message(message), 201)
+
+
+@app.route("/v1/campaigns/{campaign_id}/messages", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "messages.list")
+def list_messages(campaign_id: str) -> Response:
+    svc, tenant, request = _call()
+    limit, cursor = parse.page_args(request.query_params)
+    page = message_service.list_campaign_messages(svc.deps, tenant, campaign_id, limit, cursor)
+    return json_response(encoding.page(page, encoding.message))
+
+
+@app.route("/v1/campaigns/{campaign_id}/messages/{message_id}", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.CAMPAIGNS, "messages.get")
+def get_message(campaign_id: str, message_id: str) -> Response:
+    svc, tenant, _ = _call()
+    message = message_service.get_campaign_message(svc.deps, tenant, campaign_id, message_id)
+    return json_response(encoding.message(message))

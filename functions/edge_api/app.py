@@ -1,4 +1,4 @@
-"""Edge API: what checkpoint cameras call (device key in ``x-device-key``).
+"""Edge API: what checkpoint and venue cameras call (device key in ``x-device-key``).
 
 Handlers are adapters: parse the request, call one service, map the result or the error (the
 edge error table in ``eventface.api.errors``). Services are built on first use, never at import.
@@ -6,6 +6,8 @@ edge error table in ``eventface.api.errors``). Services are built on first use, 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from chalice.app import Chalice, ConvertToMiddleware, Response
@@ -19,8 +21,11 @@ from eventface.api.openapi import EDGE_OPENAPI
 from eventface.bootstrap import Services
 from eventface.domain.access import AuditOutcome, Principal, PrincipalKind
 from eventface.domain.errors import ForbiddenError, TooManyRequestsError, UnauthorizedError
+from eventface.domain.model import DeviceCredential, Probe
 from eventface.observability import logger
+from eventface.services import sightings as sighting_service
 from eventface.services.scans import Scan
+from eventface.services.sightings import Sighting
 from eventface.settings import from_environ
 
 app = Chalice(app_name="eventface-edge")
@@ -45,46 +50,13 @@ def record_scan(checkpoint_id: str) -> Response:
     request = _request()
     svc = services()
     target = f"/v1/checkpoints/{checkpoint_id}/scans"
-    try:
-        device = svc.authenticate_device(request.headers.get("x-device-key"))
-    except UnauthorizedError as exc:
-        svc.audit(
-            principal=None,
-            action="scan",
-            target=target,
-            outcome=AuditOutcome.UNAUTHENTICATED,
-            detail=str(exc),
-        )
-        svc.authentication_failed(source_of(request))  # 429 once over budget
-        raise
-    principal = _device_principal(device.tenant_id, device.device_id)
+    device = _authenticated_device(svc, request, "scan", target)
     logger.append_keys(device_id=device.device_id, checkpoint_id=checkpoint_id)
-    settings = svc.deps.settings
-    try:
-        photo, template = requests.scan_input(
-            request.headers.get("content-type"),
-            request.raw_body,
-            (settings.max_body_bytes, settings.max_photo_bytes),
-        )
+    with _audited_failures(svc, device, "scan", target):
+        photo, template = _frame(svc, request)
         result = svc.record_scan(
             Scan(device=device, checkpoint_id=checkpoint_id, photo=photo, template=template)
         )
-    except ForbiddenError as exc:
-        svc.audit(
-            principal=principal, action="scan", target=target, outcome=AuditOutcome.DENIED, detail=str(exc)
-        )
-        raise
-    except TooManyRequestsError:
-        raise  # over its rate: nothing of the scan was written (not audited, so floods add no writes)
-    except Exception as exc:
-        svc.audit(
-            principal=principal,
-            action="scan",
-            target=target,
-            outcome=AuditOutcome.FAILED,
-            detail=type(exc).__name__,
-        )
-        raise
     logger.info(
         "scan recorded",
         extra={
@@ -96,6 +68,81 @@ def record_scan(checkpoint_id: str) -> Response:
         },
     )
     return json_response(encoding.scan_result(result))
+
+
+@app.route("/v1/venues/{venue_id}/sightings", methods=["POST"], content_types=SCAN_CONTENT_TYPES)
+@handled(EDGE_ERRORS)
+def record_sighting(venue_id: str) -> Response:
+    """A venue camera's frame: every face is searched among the venue's VIPs; the answer does not
+    wait for the CRM (the staff alert is enriched and pushed by the vip_enrich consumer)."""
+    request = _request()
+    svc = services()
+    target = f"/v1/venues/{venue_id}/sightings"
+    device = _authenticated_device(svc, request, "sighting", target)
+    logger.append_keys(device_id=device.device_id, venue_id=venue_id)
+    with _audited_failures(svc, device, "sighting", target):
+        photo, template = _frame(svc, request)
+        result = sighting_service.record_sighting(
+            svc.deps, Sighting(device=device, venue_id=venue_id, photo=photo, template=template)
+        )
+    logger.info(
+        "sighting recorded",
+        extra={
+            "faces": len(result.faces),
+            "vips": sum(f.vip for f in result.faces),
+            "alerts": [f.alert_id for f in result.faces if f.alerted],
+        },
+    )
+    return json_response(encoding.sighting_result(result))
+
+
+def _authenticated_device(svc: Services, request: Any, action: str, target: str) -> DeviceCredential:
+    """The device of ``x-device-key``; a refusal is audited and counts against the source."""
+    try:
+        return svc.authenticate_device(request.headers.get("x-device-key"))
+    except UnauthorizedError as exc:
+        svc.audit(
+            principal=None,
+            action=action,
+            target=target,
+            outcome=AuditOutcome.UNAUTHENTICATED,
+            detail=str(exc),
+        )
+        svc.authentication_failed(source_of(request))  # 429 once over budget
+        raise
+
+
+@contextlib.contextmanager
+def _audited_failures(svc: Services, device: DeviceCredential, action: str, target: str) -> Iterator[None]:
+    """Audit a refused or failed device request (the service audits the ones that succeed)."""
+    principal = _device_principal(device.tenant_id, device.device_id)
+    try:
+        yield
+    except ForbiddenError as exc:
+        svc.audit(
+            principal=principal, action=action, target=target, outcome=AuditOutcome.DENIED, detail=str(exc)
+        )
+        raise
+    except TooManyRequestsError:
+        raise  # over its rate: nothing was written (not audited, so floods add no writes)
+    except Exception as exc:
+        svc.audit(
+            principal=principal,
+            action=action,
+            target=target,
+            outcome=AuditOutcome.FAILED,
+            detail=type(exc).__name__,
+        )
+        raise
+
+
+def _frame(svc: Services, request: Any) -> tuple[bytes | None, Probe | None]:
+    settings = svc.deps.settings
+    return requests.scan_input(
+        request.headers.get("content-type"),
+        request.raw_body,
+        (settings.max_body_bytes, settings.max_photo_bytes),
+    )
 
 
 @app.route("/v1/activations", methods=["POST"], content_types=[requests.JSON_TYPE])

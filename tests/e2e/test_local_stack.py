@@ -16,7 +16,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from eventface.local.client import AdminClient, Camera, expect, read_jobs, request
+from eventface.domain.model import JobKind, Stamp, job_id_for
+from eventface.local.client import AdminClient, Camera, expect, request, wait_for_pushes
 from eventface.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +38,7 @@ class Journey:
     participants: dict[str, str] = field(default_factory=dict)
     scans: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
+    pushes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def journey(stack: LocalStack, photo_bytes: Callable[[str], bytes]) -> Journey:
     expect(admin.call("POST", f"/v1/campaigns/{done.campaign_id}/publish"), 200, 201, what="publish")
     # and: two people registered with real photos
     for nickname, photo in (("alice", ALICE), ("bob", BOB)):
-        body = expect(admin.register(done.campaign_id, nickname, photo_bytes(photo)), 201, what=nickname)
+        registration = admin.register(done.campaign_id, nickname, photo_bytes(photo), push_token="inbox:")
+        body = expect(registration, 201, what=nickname)
         done.participants[nickname] = body["participant_id"]
 
     # when: alice is seen at both checkpoints, again at the first, and a stranger walks by
@@ -97,7 +99,8 @@ def journey(stack: LocalStack, photo_bytes: Callable[[str], bytes]) -> Journey:
         200,
         what="alice's progress",
     )
-    done.jobs = read_jobs(stack.queue_url, expected=3)  # two stamps and the completion
+    # two stamps and the completion reach alice's phone (push_dispatch, the local inbox)
+    done.pushes = wait_for_pushes(stack.inbox_dir, done.participants["alice"], expected=3)
     return done
 
 
@@ -196,17 +199,65 @@ def test_local_stack_stranger_is_not_recognised(journey: Journey) -> None:
     assert stranger["nickname"] is None
 
 
-def test_local_stack_queues_notification_jobs_in_sqs(journey: Journey) -> None:
+def test_local_stack_pushes_stamps_and_the_completion_to_the_attendee(journey: Journey) -> None:
+    bodies = [push["body"] for push in journey.pushes]
+    assert bodies == ["1 of 2", "2 of 2", "Done! Free coffee"], journey.pushes
+    assert [push["data"]["kind"] for push in journey.pushes] == ["stamp", "stamp", "completion"]
+
+
+def test_local_stack_redelivered_job_sends_no_second_push(stack: LocalStack, journey: Journey) -> None:
+    # given: SQS delivers alice's completion job once more (a new deduplication id: past FIFO's window)
+    import json
+
+    from eventface import aws
+
     alice = journey.participants["alice"]
-    kinds = sorted(job["kind"] for job in journey.jobs if job["participant_id"] == alice)
-    texts = [job["text"] for job in journey.jobs]
-    assert len(kinds) == 3, journey.jobs  # two stamps and the completion
-    assert "Done! Free coffee" in texts, texts
+    fact = Stamp(stack.tenant_id, journey.campaign_id, alice, "-", "-", datetime.now(UTC))
+    body = _outbox_body(stack, job_id_for(JobKind.COMPLETION, fact))
+    aws.client("sqs").send_message(
+        QueueUrl=stack.queue_url,
+        MessageBody=body,
+        MessageGroupId=json.loads(body)["participant_id"],
+        MessageDeduplicationId=f"redelivery-{alice}",
+    )
+    # when: the pump has had time to hand it to push_dispatch
+    _wait_until_drained(stack.queue_url)
+    # then
+    assert (
+        len(wait_for_pushes(stack.inbox_dir, journey.participants["alice"], expected=4, wait_seconds=1)) == 3
+    )
 
 
-def test_local_stack_read_jobs_sees_nothing_else(stack: LocalStack, journey: Journey) -> None:
-    # then: the jobs read are hidden, not lost, and nothing else was queued
-    assert read_jobs(stack.queue_url) == []
+def test_local_stack_bob_got_no_push(stack: LocalStack, journey: Journey) -> None:
+    assert wait_for_pushes(stack.inbox_dir, journey.participants["bob"], expected=1, wait_seconds=0.5) == []
+
+
+def _outbox_body(stack: LocalStack, job_id: str) -> str:
+    from eventface import aws
+
+    item = aws.client("dynamodb").get_item(
+        TableName=f"{stack.table_prefix}-outbox", Key={"message_id": {"S": job_id}}, ConsistentRead=True
+    )["Item"]
+    return str(item["body"]["S"])
+
+
+def _wait_until_drained(queue_url: str, wait_seconds: float = 10.0) -> None:
+    from eventface import aws
+
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        attributes = aws.client("sqs").get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        if (
+            int(attributes["ApproximateNumberOfMessages"])
+            + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            == 0
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{queue_url} still holds messages after {wait_seconds} s")
 
 
 def test_local_stack_terminal_activation_rotation_and_revocation(stack: LocalStack) -> None:

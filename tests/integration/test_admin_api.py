@@ -89,7 +89,7 @@ class Admin:
         return campaign_id, checkpoint_id
 
     def participant(self, campaign_id: str) -> str:
-        body = {"nickname": "Bob", "consent": True, "photo": b64(FACE), "push_token": "tok"}
+        body = {"nickname": "Bob", "consent": True, "photo": b64(FACE), "push_token": "fcm:tok"}
         return str(self.ok("POST", f"/v1/campaigns/{campaign_id}/participants", body, 201)["participant_id"])
 
 
@@ -490,6 +490,25 @@ GUARDED: list[tuple[str, str, Authority | None]] = [
     ("DELETE", "/v1/api-keys/x", Authority.API_KEYS),
     ("GET", "/v1/audit", Authority.TENANT_ADMIN),
     ("GET", "/v1/me", None),
+    ("POST", "/v1/venues", Authority.TENANT_ADMIN),
+    ("GET", "/v1/venues", Authority.VENUE_STAFF),
+    ("GET", "/v1/venues/x", Authority.VENUE_STAFF),
+    ("PATCH", "/v1/venues/x", Authority.TENANT_ADMIN),
+    ("POST", "/v1/venues/x/members", Authority.TARGETS),
+    ("GET", "/v1/venues/x/members", Authority.TARGETS),
+    ("GET", "/v1/venues/x/members/y", Authority.TARGETS),
+    ("DELETE", "/v1/venues/x/members/y", Authority.TARGETS),
+    ("POST", "/v1/venues/x/devices", Authority.TERMINALS),
+    ("POST", "/v1/venues/x/staff-devices", Authority.VENUE_STAFF),
+    ("GET", "/v1/venues/x/staff-devices", Authority.VENUE_STAFF),
+    ("DELETE", "/v1/venues/x/staff-devices/y", Authority.VENUE_STAFF),
+    ("GET", "/v1/venues/x/alerts", Authority.VENUE_STAFF),
+    ("GET", "/v1/venues/x/alerts/y", Authority.VENUE_STAFF),
+    ("POST", "/v1/venues/x/alerts/y/acknowledge", Authority.VENUE_STAFF),
+    ("POST", "/v1/venues/x/alerts/y/false-match", Authority.VENUE_STAFF),
+    ("POST", "/v1/campaigns/x/messages", Authority.CAMPAIGNS),
+    ("GET", "/v1/campaigns/x/messages", Authority.CAMPAIGNS),
+    ("GET", "/v1/campaigns/x/messages/y", Authority.CAMPAIGNS),
 ]
 ROUTES = [(method, path) for method, path, _ in GUARDED]
 
@@ -631,8 +650,28 @@ def two_tenants(api):
         "device_id"
     ]
     key_id = api.ok("POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"]}, 201)["key_id"]
+    venue_id = api.ok("POST", "/v1/venues", {"name": "Grand Hotel"}, 201)["venue_id"]
+    member_id = api.ok("POST", f"/v1/venues/{venue_id}/members", {"name": "Sato", "photo": b64(FACE)}, 201)[
+        "member_id"
+    ]
+    staff_id = api.ok(
+        "POST", f"/v1/venues/{venue_id}/staff-devices", {"name": "Desk", "platform": "inbox"}, 201
+    )["staff_device_id"]
+    message_id = api.ok("POST", f"/v1/campaigns/{campaign_id}/messages", {"body": {"en": "Hi"}}, 201)[
+        "message_id"
+    ]
     seed_key(api.services, "efk_other-tenant", tenant="other")
-    return {"x": campaign_id, "cp": checkpoint_id, "p": participant_id, "d": device_id, "k": key_id}
+    return {
+        "x": campaign_id,
+        "cp": checkpoint_id,
+        "p": participant_id,
+        "d": device_id,
+        "k": key_id,
+        "v": venue_id,
+        "m": member_id,
+        "s": staff_id,
+        "msg": message_id,
+    }
 
 
 def _their(path: str, ids: dict[str, str]) -> str:
@@ -645,7 +684,11 @@ def _their(path: str, ids: dict[str, str]) -> str:
     elif parts[2] == "campaigns" and len(parts) > 3:
         parts[3] = ids["x"]
         if len(parts) > 5:
-            parts[5] = ids["p"] if parts[4] == "participants" else ids["cp"]
+            parts[5] = {"participants": ids["p"], "messages": ids["msg"]}.get(parts[4], ids["cp"])
+    elif parts[2] == "venues" and len(parts) > 3:
+        parts[3] = ids["v"]
+        if len(parts) > 5:
+            parts[5] = {"members": ids["m"], "staff-devices": ids["s"]}.get(parts[4], parts[5])
     return "/".join(parts)
 
 
@@ -655,6 +698,11 @@ VALID_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/campaigns/x/checkpoints"): {"name": "Side door"},
     ("POST", "/v1/campaigns/x/participants"): {"nickname": "Eve", "consent": True, "photo": b64(FACE)},
     ("POST", "/v1/api-keys"): {"name": "mine", "authorities": ["targets"]},
+    ("POST", "/v1/venues"): {"name": "Their hotel"},
+    ("PATCH", "/v1/venues/x"): {"name": "Taken over"},
+    ("POST", "/v1/venues/x/members"): {"name": "Eve", "photo": b64(FACE)},
+    ("POST", "/v1/venues/x/staff-devices"): {"name": "Spy", "platform": "inbox"},
+    ("POST", "/v1/campaigns/x/messages"): {"body": {"en": "Hi"}},
 }
 
 
@@ -712,7 +760,7 @@ def test_admin_openapi_matches_checked_in_file_and_routes(api):
 
 def _concrete(path: str) -> str:
     """``/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}`` → ``/v1/campaigns/x/checkpoints/y``."""
-    names = {"{campaign_id}": "x", "{device_id}": "x", "{key_id}": "x"}
+    names = {"{campaign_id}": "x", "{device_id}": "x", "{key_id}": "x", "{venue_id}": "x"}
     return "/".join(names.get(p, "y" if p.startswith("{") else p) for p in path.split("/"))
 
 

@@ -154,7 +154,9 @@ def test_dynamo_bad_cursor_is_invalid_input(tables, cursor):
 def test_dynamo_participant_round_trip_and_delete(tables):
     # given
     repository = DynamoParticipantRepository(tables)
-    participant = Participant("acme", "rally", "p1", "Ann", Consent(True, NOW), NOW, "arn:push", 2)
+    participant = Participant(
+        "acme", "rally", "p1", "Ann", Consent(True, NOW), NOW, "fcm:token-1", 2, locale="ja"
+    )
     repository.add(participant)
     # when / then
     assert repository.get("acme", "rally", "p1") == participant
@@ -375,7 +377,7 @@ def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(tables, services, m
     make_campaign()
     faces.faces[b"ann"] = unit_vector(1.0, 0.0)
     participant = wired.register_participant(
-        Registration("acme", "rally", b"ann", "Ann", consent=True, push_endpoint="arn:push")
+        Registration("acme", "rally", b"ann", "Ann", consent=True, push_endpoint="fcm:token-1")
     )
     gate = wired.activate_device(wired.register_device("acme", "rally", "gate").activation_code)
     hall = wired.activate_device(wired.register_device("acme", "rally", "hall").activation_code)
@@ -398,7 +400,7 @@ def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(tables, services, m
         ("stamp", "hall"),
     ]
     assert {j["participant_id"] for j in jobs} == {participant.participant_id}
-    assert all(j["push_endpoint"] == "arn:push" for j in jobs)
+    assert all(j["push_endpoint"] == "fcm:token-1" for j in jobs)
     history = wired.list_history("acme", "rally").items
     assert [e.outcome for e in history] == [ScanOutcome.COOLDOWN, ScanOutcome.STAMPED, ScanOutcome.STAMPED]
     # when erased

@@ -52,6 +52,11 @@ class World:
     audit: Any
     tokens: Any
     limiter: Any
+    venues: Any
+    vip_members: Any
+    staff_devices: Any
+    alerts: Any
+    messages: Any
 
 
 @pytest.fixture
@@ -103,7 +108,7 @@ def make_participant(world: World) -> Callable[..., tuple[Participant, bytes]]:
         world.faces.faces[enrol_photo] = face
         world.faces.faces[scan_photo] = face
         participant = world.services.register_participant(
-            Registration(TENANT, campaign_id, enrol_photo, nickname, consent=True, push_endpoint="arn:push:1")
+            Registration(TENANT, campaign_id, enrol_photo, nickname, consent=True, push_endpoint="fcm:tok-1")
         )
         return participant, scan_photo
 

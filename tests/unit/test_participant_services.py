@@ -73,9 +73,20 @@ def test_register_participant_takes_the_record_back_when_the_gallery_write_fails
         ({"consent": False}, "consent is required"),
         ({"nickname": "   "}, "nickname"),
         ({"nickname": "x" * 41}, "nickname"),
-        ({"push_endpoint": ""}, "push_endpoint"),
+        ({"push_endpoint": ""}, "push_token must be '<platform>:<token>'"),
+        ({"push_endpoint": "carrier-pigeon:42"}, "platform one of apns, fcm, webhook, inbox"),
+        ({"push_endpoint": "fcm:"}, "needs token"),
+        ({"locale": "fr"}, "locale must be one of ja, en"),
     ],
-    ids=["no-consent", "blank-nickname", "long-nickname", "empty-push-endpoint"],
+    ids=[
+        "no-consent",
+        "blank-nickname",
+        "long-nickname",
+        "empty-push-endpoint",
+        "unknown-platform",
+        "no-token",
+        "unknown-locale",
+    ],
 )
 def test_register_participant_rejects_invalid_input(world, make_campaign, changes, match):
     # given

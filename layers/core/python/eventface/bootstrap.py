@@ -43,6 +43,14 @@ from eventface.ports import (
     StampBook,
 )
 from eventface.ports_access import ApiKeyRepository, AuditLog, TokenVerifier
+from eventface.ports_vip import (
+    AlertStore,
+    CrmDirectory,
+    MessageStore,
+    StaffDeviceRepository,
+    VenueRepository,
+    VipMemberRepository,
+)
 from eventface.services import api_keys as api_key_service
 from eventface.services import auth as auth_service
 from eventface.services import campaigns as campaign_service
@@ -57,6 +65,7 @@ from eventface.services.participants import Registration
 from eventface.services.rate_limits import RateLimits
 from eventface.services.scans import Scan
 from eventface.settings import Settings, get_settings
+from mobile_push import PushSender
 
 T = TypeVar("T")
 
@@ -72,6 +81,13 @@ PORTS: Final = (
     "audit",
     "tokens",
     "limiter",
+    "venues",
+    "vip_members",
+    "staff_devices",
+    "alerts",
+    "messages",
+    "crm",
+    "push",
     "faces",
     "clock",
     "policy",
@@ -208,6 +224,69 @@ class Container:
         return DynamoRateLimiter(self._tables())
 
     @property
+    def venues(self) -> VenueRepository:
+        return self._get("venues", self._make_venues)
+
+    def _make_venues(self) -> VenueRepository:
+        from eventface.adapters.dynamo_vip import DynamoVenueRepository
+
+        return DynamoVenueRepository(self._tables())
+
+    @property
+    def vip_members(self) -> VipMemberRepository:
+        return self._get("vip_members", self._make_vip_members)
+
+    def _make_vip_members(self) -> VipMemberRepository:
+        from eventface.adapters.dynamo_vip import DynamoVipMemberRepository
+
+        return DynamoVipMemberRepository(self._tables())
+
+    @property
+    def staff_devices(self) -> StaffDeviceRepository:
+        return self._get("staff_devices", self._make_staff_devices)
+
+    def _make_staff_devices(self) -> StaffDeviceRepository:
+        from eventface.adapters.dynamo_vip import DynamoStaffDeviceRepository
+
+        return DynamoStaffDeviceRepository(self._tables())
+
+    @property
+    def alerts(self) -> AlertStore:
+        return self._get("alerts", self._make_alerts)
+
+    def _make_alerts(self) -> AlertStore:
+        from eventface.adapters.dynamo_vip import DynamoAlertStore
+
+        return DynamoAlertStore(self._tables())
+
+    @property
+    def messages(self) -> MessageStore:
+        return self._get("messages", self._make_messages)
+
+    def _make_messages(self) -> MessageStore:
+        from eventface.adapters.dynamo_vip import DynamoMessageStore
+
+        return DynamoMessageStore(self._tables())
+
+    @property
+    def crm(self) -> CrmDirectory:
+        return self._get("crm", self._make_crm)
+
+    def _make_crm(self) -> CrmDirectory:
+        from eventface.adapters.crm import VenueCrmDirectory
+
+        return VenueCrmDirectory()
+
+    @property
+    def push(self) -> PushSender:
+        return self._get("push", self._make_push)
+
+    def _make_push(self) -> PushSender:
+        from eventface.adapters.push import build_push_sender
+
+        return build_push_sender(self.settings)
+
+    @property
     def gallery(self) -> GalleryPort:
         return self._get("gallery", self._make_gallery)
 
@@ -246,6 +325,7 @@ class Container:
                 history_ttl=timedelta(hours=self.settings.history_ttl_hours),
                 cooldown_seconds=self.settings.cooldown_seconds,
                 audit_retention_days=self.settings.audit_retention_days,
+                max_faces_per_frame=self.settings.max_faces_per_frame,
                 rate_limits=RateLimits(
                     per_device_per_minute=self.settings.device_requests_per_minute,
                     per_key_per_minute=self.settings.key_requests_per_minute,

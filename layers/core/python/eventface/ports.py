@@ -208,6 +208,11 @@ class FaceAnalyzer(Protocol):
         image) or FaceNotFoundError."""
         ...
 
+    def probes(self, photo: bytes, max_faces: int) -> tuple[Probe, ...]:
+        """Every face of a frame as probes, largest first (at most ``max_faces``):
+        FaceNotFoundError when there is none, else as :meth:`probe`."""
+        ...
+
     def enrol(self, photo: bytes) -> tuple[Template, ...]:
         """Registration templates (plain first) of the one face in ``photo``; FaceQualityError with
         reasons, FaceNotFoundError, InvalidInputError or PayloadTooLargeError."""

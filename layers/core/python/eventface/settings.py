@@ -36,6 +36,13 @@ AUDIT_RETENTION_DAYS: Final = "EVENTFACE_AUDIT_RETENTION_DAYS"
 DEVICE_REQUESTS_PER_MINUTE: Final = "EVENTFACE_DEVICE_REQUESTS_PER_MINUTE"
 KEY_REQUESTS_PER_MINUTE: Final = "EVENTFACE_KEY_REQUESTS_PER_MINUTE"
 FAILED_AUTH_PER_MINUTE: Final = "EVENTFACE_FAILED_AUTH_PER_MINUTE"
+SIGHTING_QUEUE_URL: Final = "EVENTFACE_SIGHTING_QUEUE_URL"
+MAX_FACES_PER_FRAME: Final = "EVENTFACE_MAX_FACES_PER_FRAME"
+PUSH_INBOX_DIR: Final = "EVENTFACE_PUSH_INBOX_DIR"
+SNS_APNS_APPLICATION_ARN: Final = "EVENTFACE_SNS_APNS_APPLICATION_ARN"
+SNS_FCM_APPLICATION_ARN: Final = "EVENTFACE_SNS_FCM_APPLICATION_ARN"
+PUSH_WEBHOOK_SECRET_ID: Final = "EVENTFACE_PUSH_WEBHOOK_SECRET_ID"
+IDEMPOTENCY_TTL_HOURS: Final = "EVENTFACE_IDEMPOTENCY_TTL_HOURS"
 
 
 class SettingsError(RuntimeError):
@@ -182,6 +189,44 @@ class Settings:
     def failed_auth_per_minute(self) -> int:
         """Failed authentications one source may make per minute before it is throttled (10)."""
         return self._per_minute(FAILED_AUTH_PER_MINUTE, 10)
+
+    @property
+    def sighting_queue_url(self) -> str:
+        """SQS queue of VIP alert jobs (consumed by ``vip_enrich``)."""
+        return self._required(SIGHTING_QUEUE_URL)
+
+    @property
+    def max_faces_per_frame(self) -> int:
+        """Faces of one sighting frame that are searched, largest first (5)."""
+        raw = self._optional(MAX_FACES_PER_FRAME) or "5"
+        return _parse(MAX_FACES_PER_FRAME, raw, int, lambda v: 1 <= v <= 20, "1-20 faces")
+
+    @property
+    def push_inbox_dir(self) -> Path | None:
+        """Directory of the local inbox push provider (``inbox`` devices); None disables it."""
+        value = self._optional(PUSH_INBOX_DIR)
+        return Path(value) if value else None
+
+    @property
+    def sns_apns_application_arn(self) -> str | None:
+        """SNS platform application for APNs devices; None: APNs devices cannot be pushed to."""
+        return self._optional(SNS_APNS_APPLICATION_ARN)
+
+    @property
+    def sns_fcm_application_arn(self) -> str | None:
+        """SNS platform application for FCM devices; None: FCM devices cannot be pushed to."""
+        return self._optional(SNS_FCM_APPLICATION_ARN)
+
+    @property
+    def push_webhook_secret_id(self) -> str | None:
+        """Secrets Manager secret whose value signs webhook pushes (HMAC); None disables webhooks."""
+        return self._optional(PUSH_WEBHOOK_SECRET_ID)
+
+    @property
+    def idempotency_ttl_hours(self) -> int:
+        """How long a consumer remembers a job it handled (24 h: far beyond SQS redelivery)."""
+        raw = self._optional(IDEMPOTENCY_TTL_HOURS) or "24"
+        return _parse(IDEMPOTENCY_TTL_HOURS, raw, int, lambda v: 1 <= v <= 24 * 14, "1-336 hours")
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

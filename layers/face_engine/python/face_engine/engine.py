@@ -152,6 +152,35 @@ class FaceEngine:
         (embedding,) = self.embed([aligned], flip=flip)
         return self._result(main, detections, landmarks, aligned, embedding)
 
+    def analyse_all(
+        self, image: np.ndarray, *, max_faces: int = 5, min_face_ratio: float = 0.0
+    ) -> list[FaceResult]:
+        """Every face of a frame (largest first, at most ``max_faces``), each aligned, mask-checked
+        and embedded; the embeddings are computed in one batch. Faces smaller than
+        ``min_face_ratio`` of the largest are left out (distant passers-by).
+
+        Raises
+        ------
+        NoFaceDetectedError
+            The frame has no face.
+        """
+        detections = self.detect(image)
+        if not detections:
+            pick_main_face(detections, image.shape)  # raises NoFaceDetectedError with its message
+        detections = sorted(detections, key=lambda d: d.size, reverse=True)
+        largest = detections[0].size
+        chosen = [d for d in detections if d.size >= min_face_ratio * largest][:max_faces]
+        located = [
+            (d, refine_landmarks(self.detector, image, d) if self.config.refine else d.landmarks)
+            for d in chosen
+        ]
+        aligned = [align_face(image, landmarks) for _, landmarks in located]
+        embeddings = self.embed(aligned)
+        return [
+            self._result(d, detections, landmarks, crop, embedding)
+            for (d, landmarks), crop, embedding in zip(located, aligned, embeddings, strict=True)
+        ]
+
     def _result(
         self,
         main: Detection,

@@ -43,6 +43,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from eventface import aws
 from eventface.domain.errors import DependencyError, InvalidInputError
+from eventface.domain.vip import CrmConfig, CrmKind, Venue
 
 LookupStatus = Literal["ok", "not_found", "unavailable"]
 
@@ -703,3 +704,168 @@ class WebhookCrmConnector:
                 f"the CRM webhook at {where} answered {answer.status}: the sighting was not delivered; "
                 "retry later, or check the webhook URL and secret if it keeps failing"
             )
+
+
+class _SecretWebhookCrm:
+    """A :class:`WebhookCrmConnector` whose HMAC key is the Secrets Manager secret ``secret_id``,
+    read on the first sighting (not when the directory builds it) and again after
+    :data:`SECRET_CACHE_SECONDS`."""
+
+    def __init__(
+        self,
+        url: str,
+        secret_id: str,
+        timeout_s: float,
+        *,
+        secrets_client: Any | None = None,
+        transport: Transport = urllib_transport,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.secret_id = secret_id
+        self.timeout_s = timeout_s
+        self._secrets_client = secrets_client
+        self._transport = transport
+        self._clock = clock
+        self._cached: tuple[float, WebhookCrmConnector] | None = None
+        self._lock = threading.Lock()
+
+    def lookup(self, customer_id: str, *, deadline_s: float) -> ProfileLookup:
+        """Answer ``unavailable`` at once: webhooks only receive sightings."""
+        return ProfileLookup(None, "unavailable", WEBHOOK_HAS_NO_PROFILES)
+
+    def notify(self, sighting: dict[str, object]) -> None:
+        """POST ``sighting`` signed with the secret; DependencyError when the secret or the webhook fails."""
+        self._connector().notify(sighting)
+
+    def _connector(self) -> WebhookCrmConnector:
+        with self._lock:
+            now = self._clock()
+            if self._cached is not None and now - self._cached[0] < SECRET_CACHE_SECONDS:
+                return self._cached[1]
+            client = (
+                self._secrets_client if self._secrets_client is not None else aws.client("secretsmanager")
+            )
+            try:
+                answer = client.get_secret_value(SecretId=self.secret_id)
+            except (ClientError, BotoCoreError) as exc:
+                raise DependencyError(
+                    f"the CRM webhook key could not be read from Secrets Manager ({exc}): check that the "
+                    f"secret {self.secret_id!r} exists and the function may read it"
+                ) from exc
+            value = answer.get("SecretString")
+            if not isinstance(value, str) or not value:
+                raise DependencyError(
+                    f"the secret {self.secret_id!r} has no SecretString: store the CRM webhook's HMAC key "
+                    "as text"
+                )
+            connector = WebhookCrmConnector(
+                self.url, value.encode(), self.timeout_s, transport=self._transport
+            )
+            self._cached = (now, connector)
+            return connector
+
+
+class VenueCrmDirectory:
+    """The CRM connector of each venue, built from its :class:`~eventface.domain.vip.CrmConfig` and
+    kept for the life of the container, so that a connector's circuit breaker and profile cache
+    outlive one invocation.
+
+    A connector is kept per (tenant, venue) together with the config it was built from: the same
+    config gets the same connector, a changed config (the venue was edited) a new one. Building does
+    no I/O (secrets are read on first use). At most ``max_venues`` connectors are kept, least
+    recently used dropped first.
+
+    The per-attempt timeout of a REST connector is half the venue's ``deadline_ms``: a first attempt
+    that hangs still leaves time for one retry before the deadline (the connector also never lets
+    an attempt or a backoff pause run past the deadline it is given).
+
+    Parameters
+    ----------
+    secrets_client
+        A Secrets Manager client for the connectors; ``aws.client("secretsmanager")`` on first use.
+    transport
+        The HTTP sender of every connector (tests inject one; real HTTP by default).
+    max_venues
+        Most connectors kept (at least 1).
+    """
+
+    def __init__(
+        self,
+        *,
+        secrets_client: Any | None = None,
+        transport: Transport = urllib_transport,
+        max_venues: int = 512,
+    ) -> None:
+        if max_venues < 1:
+            raise ValueError(f"max_venues must be at least 1, not {max_venues}")
+        self._secrets_client = secrets_client
+        self._transport = transport
+        self.max_venues = max_venues
+        self._gateways: OrderedDict[tuple[str, str], tuple[CrmConfig, CrmGateway]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._gateways)
+
+    def gateway(self, venue: Venue) -> CrmGateway | None:
+        """The venue's connector (the same one while its CRM config is unchanged); None without a CRM.
+
+        Raises
+        ------
+        ValueError
+            When the venue's CRM config cannot make a connector (``validate_crm`` refuses such configs
+            when a venue is saved, so this means a record written around the service).
+        """
+        crm = venue.crm
+        key = (venue.tenant_id, venue.venue_id)
+        if crm.kind is CrmKind.NONE:
+            with self._lock:
+                self._gateways.pop(key, None)
+            return None
+        with self._lock:
+            kept = self._gateways.get(key)
+            if kept is not None and kept[0] == crm:
+                self._gateways.move_to_end(key)
+                return kept[1]
+        built = self._build(crm)
+        with self._lock:
+            kept = self._gateways.get(key)
+            if kept is not None and kept[0] == crm:
+                # Another thread built it meanwhile: keep one connector (one breaker, one cache).
+                self._gateways.move_to_end(key)
+                return kept[1]
+            self._gateways[key] = (crm, built)
+            self._gateways.move_to_end(key)
+            while len(self._gateways) > self.max_venues:
+                self._gateways.popitem(last=False)
+            return built
+
+    def _build(self, crm: CrmConfig) -> CrmGateway:
+        deadline_s = crm.deadline_ms / 1000.0
+        if crm.kind is CrmKind.REST:
+            return RestCrmConnector(
+                crm.url,
+                crm.field_map,
+                auth_header=crm.auth_header,
+                secret_id=crm.secret_id or None,
+                timeout_s=max(MIN_ATTEMPT_SECONDS, deadline_s / 2),
+                secrets_client=self._secrets_client,
+                transport=self._transport,
+            )
+        if crm.kind is CrmKind.WEBHOOK:
+            if not crm.secret_id:
+                raise ValueError(
+                    "a webhook CRM needs crm.secret_id: the Secrets Manager secret of its HMAC key"
+                )
+            if not crm.url.startswith(("https://", "http://")):
+                raise ValueError(f"crm.url must be the webhook's http(s) URL, not {crm.url!r}")
+            return _SecretWebhookCrm(
+                crm.url,
+                crm.secret_id,
+                deadline_s,
+                secrets_client=self._secrets_client,
+                transport=self._transport,
+            )
+        raise ValueError(f"unknown CRM kind {crm.kind!r}: use none, rest or webhook")

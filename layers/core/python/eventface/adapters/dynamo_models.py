@@ -1,20 +1,21 @@
 """DynamoDB schema: the pynamodb models are the one source of the tables.
 
 Design: **a few tables, one per aggregate** (``<prefix>-campaigns``, ``-participants``, ``-stamps``,
-``-history``, ``-devices``, ``-cooldowns``, ``-outbox``, ``-api_keys``, ``-audit``), rather than one
-single table. Why:
+``-history``, ``-devices``, ``-cooldowns``, ``-outbox``, ``-api_keys``, ``-audit``, and for VIP
+detection and campaign messages ``-venues``, ``-vip_members``, ``-staff_devices``, ``-alerts``,
+``-messages``, plus ``-idempotency`` for the queue consumers), rather than one single table. Why:
 
 - pynamodb maps one model to one key schema; a single table would need one catch-all model with
   every attribute nullable, and lose the typed models that are the point of the schema source.
 - Each table has its own TTL attribute and life cycle: history (non-matches expire after 72 h),
-  cooldown locks (seconds) and audit entries (the retention period) expire; campaigns, devices
-  and API keys never do.
+  cooldown locks (seconds), audit entries (the retention period) and idempotency records (a day)
+  expire; campaigns, devices, API keys, venues and alerts never do (unless ``expires`` is set).
 - Least privilege per function: the edge function writes stamps, history and cooldowns and reads
   campaigns, participants and devices; IAM policies follow table ARNs.
 - A scan's one TransactWrite spans tables anyway (history event, cooldown, stamp, progress,
   outbox jobs): transactions are not limited to one table.
 
-Access patterns (every one a GetItem, a Query on a key or GSI, a conditional write or a
+Access patterns (every one a GetItem, a Query on a key or an index, a conditional write or a
 TransactWrite; never a Scan):
 
 ====================================  =====================================================
@@ -40,7 +41,31 @@ API key by id / tenant's keys         api_keys GSI ``by_tenant``: tenant_id + ke
 audit log of a tenant, newest first   audit: tenant_id + ``<iso time>#<entry id>`` (reverse
                                       Query; since/until is a key range, actor/action filters)
 append an audit entry                 audit: put if the key is absent (never overwritten)
+venue by id / tenant's venues         venues: tenant_id + venue_id / Query tenant_id
+VIP member by id / a venue's members  vip_members: ``tenant#venue`` + member_id / Query
+members a frame matched               vip_members: one BatchGetItem (consistent)
+a venue's staff devices               staff_devices: ``tenant#venue`` + staff_device_id / Query
+VIP alert by id (enrich, push, ack)   alerts: ``tenant#venue`` + alert_id (GetItem, UpdateItem)
+a venue's alerts, newest first        alerts LSI ``by_time``: ``tenant#venue`` +
+                                      ``<iso sighted at>#<alert id>`` (reverse Query; since is a
+                                      key range)
+a sighting: alert once per window     TransactWrite: dedupe lock in cooldowns if absent or
+                                      expired + alert if absent + its job in the outbox (+ audit)
+campaign message by id / count        messages: ``tenant#campaign`` + message_id (ADD a counter)
+a campaign's messages, newest first   messages LSI ``by_created``: ``tenant#campaign`` +
+                                      ``<iso created at>#<message id>``
+consumer idempotency records          idempotency: id (Powertools' DynamoDBPersistenceLayer)
 ====================================  =====================================================
+
+**Alerts and messages are keyed by their id, with a local secondary index for time order.** An
+alert is reached by id (enrich, push, acknowledge, flag) and listed newest first; a sort key that
+starts with the time would need the time to find the alert, and a pointer item per alert would
+double every write and leave two items to keep consistent. An LSI shares the table's partition
+key, is written atomically with the item, and can be read strongly consistently, so a listing
+right after a claim shows the alert. Its cost: an LSI caps a partition (one venue's alerts, one
+campaign's messages) at 10 GB, about ten million alerts of a venue; set ``expires`` (TTL) on
+alerts if a venue could ever come near that, or to enforce a retention period. An LSI can only be
+created with its table, which is the case here: the models are the schema source.
 
 Table names come from the settings (``EVENTFACE_TABLE_PREFIX``): :func:`bind` points the models
 at ``<prefix>-<table>`` (one prefix per process, like one stage per Lambda). No ``Meta.host``:
@@ -61,8 +86,9 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.exceptions import TableError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
 from eventface.adapters.rate_limit import RateCounterItem  # it does not import this module
@@ -112,6 +138,7 @@ class ParticipantItem(Model):
     consent_text_version = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     push_endpoint = UnicodeAttribute(null=True)
+    locale = UnicodeAttribute(default="en")
     template_count = NumberAttribute(default=0)
 
 
@@ -178,8 +205,9 @@ class DeviceItem(Model):
 
     tenant_id = UnicodeAttribute(hash_key=True)
     device_id = UnicodeAttribute(range_key=True)
-    campaign_id = UnicodeAttribute()
-    checkpoint_id = UnicodeAttribute()
+    campaign_id = UnicodeAttribute(default="")  # "" for a venue device
+    checkpoint_id = UnicodeAttribute(default="")
+    venue_id = UnicodeAttribute(null=True)  # set for a venue device (VIP sightings)
     name = UnicodeAttribute(default="")
     created_at = UTCDateTimeAttribute()
     key_hash = UnicodeAttribute(null=True)  # the current key's hash
@@ -202,8 +230,9 @@ class DeviceCredentialItem(Model):
     kind = UnicodeAttribute()
     tenant_id = UnicodeAttribute()
     device_id = UnicodeAttribute()
-    campaign_id = UnicodeAttribute()
-    checkpoint_id = UnicodeAttribute()
+    campaign_id = UnicodeAttribute(default="")
+    checkpoint_id = UnicodeAttribute(default="")
+    venue_id = UnicodeAttribute(null=True)
     expires_at = UTCDateTimeAttribute(null=True)
     used_at = UTCDateTimeAttribute(null=True)
     expires = TTLAttribute(null=True)
@@ -291,6 +320,169 @@ class AuditItem(Model):
     expires = TTLAttribute(null=True)
 
 
+# ------------------------------------------------------------------------------ VIP detection
+
+
+class VenueItem(Model):
+    """A venue (hotel, gym, golf course) with its dedupe window and CRM connector."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-venues"
+        billing_mode = BILLING
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    venue_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    dedupe_minutes = NumberAttribute()
+    #: {"kind", "url", "field_map", "auth_header", "secret_id", "deadline_ms"} (no secret values).
+    crm = JSONAttribute()
+    #: Optimistic lock: saves are conditional on the version read.
+    version = NumberAttribute()
+
+
+class VipMemberItem(Model):
+    """A venue's VIP member (no photo, no template: those live in the venue's gallery)."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-vip_members"
+        billing_mode = BILLING
+
+    venue_key = UnicodeAttribute(hash_key=True)  # tenant#venue
+    member_id = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    venue_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    tier = UnicodeAttribute(default="")
+    crm_customer_id = UnicodeAttribute(default="")
+    notes = UnicodeAttribute(default="")
+    created_at = UTCDateTimeAttribute()
+    template_count = NumberAttribute(default=0)
+
+
+class StaffDeviceItem(Model):
+    """A staff device subscribed to a venue's alerts; ``disabled_at`` once its endpoint is dead."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-staff_devices"
+        billing_mode = BILLING
+
+    venue_key = UnicodeAttribute(hash_key=True)  # tenant#venue
+    staff_device_id = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    venue_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    platform = UnicodeAttribute()
+    token = UnicodeAttribute(default="")
+    locale = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    disabled_at = UTCDateTimeAttribute(null=True)
+
+
+class AlertsByTime(LocalSecondaryIndex["AlertItem"]):  # type: ignore[no-untyped-call]
+    """A venue's alerts in sighting order (newest first with a reverse Query)."""
+
+    class Meta:
+        index_name = "by_time"
+        projection = AllProjection()
+
+    venue_key = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class AlertItem(Model):
+    """One VIP alert: written by a sighting, enriched, pushed, then handled by staff.
+
+    Keyed by id (every update names the alert); ``sk`` orders the ``by_time`` index. The ``*_by``
+    and ``*_at`` attributes of acknowledgement and false-match flags are absent until set, so
+    "the first one wins" is ``attribute_not_exists``.
+    """
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-alerts"
+        billing_mode = BILLING
+
+    venue_key = UnicodeAttribute(hash_key=True)  # tenant#venue
+    alert_id = UnicodeAttribute(range_key=True)
+    sk = UnicodeAttribute()  # <fixed-width UTC iso sighted_at>#<alert id>
+    tenant_id = UnicodeAttribute()
+    venue_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    sighted_at = UTCDateTimeAttribute()
+    device_id = UnicodeAttribute()
+    similarity = NumberAttribute()
+    tier = UnicodeAttribute(default="")
+    crm_customer_id = UnicodeAttribute(default="")
+    profile_status = UnicodeAttribute()
+    #: The CRM profile (field -> text), absent until enriched with one.
+    profile = JSONAttribute(null=True)
+    profile_reason = UnicodeAttribute(default="")
+    enriched_at = UTCDateTimeAttribute(null=True)
+    pushed_at = UTCDateTimeAttribute(null=True)
+    delivered = NumberAttribute(default=0)
+    failed = NumberAttribute(default=0)
+    acknowledged_by = UnicodeAttribute(null=True)
+    acknowledged_at = UTCDateTimeAttribute(null=True)
+    false_match_by = UnicodeAttribute(null=True)
+    false_match_at = UTCDateTimeAttribute(null=True)
+    false_match_note = UnicodeAttribute(default="")
+    #: Unset: alerts are kept. A retention policy may set it (TTL is enabled on the table).
+    expires = TTLAttribute(null=True)
+    by_time = AlertsByTime()
+
+
+class MessagesByCreated(LocalSecondaryIndex["MessageItem"]):  # type: ignore[no-untyped-call]
+    """A campaign's messages in creation order (newest first with a reverse Query)."""
+
+    class Meta:
+        index_name = "by_created"
+        projection = AllProjection()
+
+    campaign_key = UnicodeAttribute(hash_key=True)
+    created_sk = UnicodeAttribute(range_key=True)
+
+
+class MessageItem(Model):
+    """A campaign message with its delivery counters (``ADD`` on each outcome)."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-messages"
+        billing_mode = BILLING
+
+    campaign_key = UnicodeAttribute(hash_key=True)  # tenant#campaign
+    message_id = UnicodeAttribute(range_key=True)
+    created_sk = UnicodeAttribute()  # <fixed-width UTC iso created_at>#<message id>
+    tenant_id = UnicodeAttribute()
+    campaign_id = UnicodeAttribute()
+    title = JSONAttribute()  # locale -> text
+    body = JSONAttribute()  # locale -> text
+    segment = JSONAttribute()  # {"min_stamps", "completed"}
+    created_at = UTCDateTimeAttribute()
+    created_by = UnicodeAttribute()
+    targeted = NumberAttribute(default=0)
+    delivered = NumberAttribute(default=0)
+    failed = NumberAttribute(default=0)
+    no_endpoint = NumberAttribute(default=0)
+    by_created = MessagesByCreated()
+
+
+class IdempotencyItem(Model):
+    """A queue consumer's idempotency record, written by Powertools' ``DynamoDBPersistenceLayer``.
+
+    Only the key and the TTL attribute are declared, with Powertools' default names (``id``,
+    ``expiration``: epoch seconds); Powertools writes ``status``, ``data``, ``validation`` and
+    ``in_progress_expiration`` itself. This code never reads or writes the table through the model.
+    """
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-idempotency"
+        billing_mode = BILLING
+
+    id = UnicodeAttribute(hash_key=True)
+    expiration = TTLAttribute()
+
+
 MODELS: Final[dict[str, type[Model]]] = {
     "campaigns": CampaignItem,
     "participants": ParticipantItem,
@@ -303,12 +495,20 @@ MODELS: Final[dict[str, type[Model]]] = {
     "rate_limits": RateCounterItem,
     "api_keys": ApiKeyItem,
     "audit": AuditItem,
+    "venues": VenueItem,
+    "vip_members": VipMemberItem,
+    "staff_devices": StaffDeviceItem,
+    "alerts": AlertItem,
+    "messages": MessageItem,
+    "idempotency": IdempotencyItem,
 }
 #: Tables whose items expire (TTL enabled on creation).
 TTL_TABLES: Final = frozenset(
-    {"rate_limits", "device_credentials", "history", "cooldowns", "outbox", "audit"}
+    {"rate_limits", "device_credentials", "history", "cooldowns", "outbox", "audit", "alerts", "idempotency"}
 )
 _bind_lock = threading.Lock()
+#: The connection of the bound prefix (see :func:`bind`).
+_shared: dict[str, Connection] = {}
 
 
 def table_name(prefix: str, table: str) -> str:
@@ -317,13 +517,46 @@ def table_name(prefix: str, table: str) -> str:
 
 
 def bind(prefix: str) -> None:
-    """Point every model at the tables of ``prefix`` (pynamodb reconnects on a name change)."""
+    """Point every model at the tables of ``prefix``, all through one shared connection.
+
+    pynamodb gives each model a connection of its own, hence a botocore session and client of
+    its own: with 17 tables that is 17 clients to build (0.1-0.2 s each on a 2-vCPU box, most of
+    it parsing botocore's JSON models) on a cold start, or whenever a model is first used. The
+    models of a prefix share one connection instead (botocore clients are thread-safe); its
+    client is created on first use, with the environment of that moment (``AWS_ENDPOINT_URL``).
+    Binding the bound prefix again keeps the connection, unless a model's was reset meanwhile
+    (``model._connection = None``, as the local stack does when the environment changes).
+    """
     if not prefix:
         raise ValueError("the table prefix must be a non-empty string (EVENTFACE_TABLE_PREFIX)")
     with _bind_lock:
+        names = {model: table_name(prefix, table) for table, model in MODELS.items()}
+        current = _shared.get("connection")
+        if current is not None and all(
+            model._connection is not None
+            and model._connection.connection is current
+            and model._connection.table_name == name
+            for model, name in names.items()
+        ):
+            return  # bound already, and nothing reset a model's connection since
+        shared = Connection()
         for table, model in MODELS.items():
             meta: Any = model.Meta
             meta.table_name = table_name(prefix, table)
+            model._connection = None  # rebuilt below for the new name, with its table's key schema
+            table_connection = model._get_connection()
+            shared.add_meta_table(table_connection.get_meta_table())
+            table_connection.connection = shared
+        _shared["connection"] = shared
+
+
+def shared_connection() -> Connection:
+    """The connection the models share since the last :func:`bind` (for TransactWrite and raw
+    batch calls: one botocore client per process rather than one more)."""
+    with _bind_lock:
+        if "connection" not in _shared:
+            raise RuntimeError("no table prefix is bound: call bind(prefix) (DynamoTables does) first")
+        return _shared["connection"]
 
 
 def create_tables(prefix: str = DEFAULT_PREFIX, *, wait: bool = True) -> list[str]:

@@ -36,6 +36,7 @@ from eventface.adapters.dynamo_models import (
     ParticipantItem,
     StampItem,
     bind,
+    shared_connection,
 )
 from eventface.adapters.sqs_queue import job_message
 from eventface.domain.access import AuditEntry
@@ -141,14 +142,11 @@ class DynamoTables:
     def __init__(self, prefix: str) -> None:
         bind(prefix)
         self.prefix = prefix
-        self._connection: Connection | None = None
 
     @property
     def connection(self) -> Connection:
-        """The connection used for transactions (created on first use; botocore is lazy too)."""
-        if self._connection is None:
-            self._connection = Connection()
-        return self._connection
+        """The connection the models share, also used for transactions (one botocore client)."""
+        return shared_connection()
 
 
 # ------------------------------------------------------------------------------------ campaigns
@@ -252,6 +250,7 @@ def _participant_from_item(item: ParticipantItem) -> Participant:
         consent=Consent(item.consent_given, item.consent_at, item.consent_text_version),
         created_at=item.created_at,
         push_endpoint=item.push_endpoint,
+        locale=item.locale or "en",
         template_count=int(item.template_count),
     )
 
@@ -272,6 +271,7 @@ class DynamoParticipantRepository:
             consent_text_version=participant.consent.text_version,
             created_at=participant.created_at,
             push_endpoint=participant.push_endpoint,
+            locale=participant.locale,
             template_count=participant.template_count,
         )
         try:
@@ -584,8 +584,9 @@ def _device_from_item(item: DeviceItem) -> Device:
     return Device(
         tenant_id=item.tenant_id,
         device_id=item.device_id,
-        campaign_id=item.campaign_id,
-        checkpoint_id=item.checkpoint_id,
+        campaign_id=item.campaign_id or "",
+        checkpoint_id=item.checkpoint_id or "",
+        venue_id=item.venue_id,
         name=item.name or "",
         created_at=item.created_at,
         key_hash=item.key_hash,
@@ -604,6 +605,7 @@ def _credential_item(credential: DeviceCredential) -> DeviceCredentialItem:
         device_id=credential.device_id,
         campaign_id=credential.campaign_id,
         checkpoint_id=credential.checkpoint_id,
+        venue_id=credential.venue_id,
         expires_at=credential.expires_at,
         used_at=credential.used_at,
         expires=expires,
@@ -616,8 +618,9 @@ def _credential_from_item(item: DeviceCredentialItem) -> DeviceCredential:
         kind=CredentialKind(item.kind),
         tenant_id=item.tenant_id,
         device_id=item.device_id,
-        campaign_id=item.campaign_id,
-        checkpoint_id=item.checkpoint_id,
+        campaign_id=item.campaign_id or "",
+        checkpoint_id=item.checkpoint_id or "",
+        venue_id=item.venue_id,
         expires_at=item.expires_at,
         used_at=item.used_at,
     )
@@ -640,6 +643,7 @@ class DynamoDeviceRegistry:
             device.device_id,
             campaign_id=device.campaign_id,
             checkpoint_id=device.checkpoint_id,
+            venue_id=device.venue_id,
             name=device.name,
             created_at=device.created_at,
         )

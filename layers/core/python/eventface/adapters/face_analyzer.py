@@ -18,6 +18,9 @@ from eventface.domain.errors import (
 )
 from eventface.domain.model import Probe, Template
 
+#: Faces of a sighting frame smaller than this share of the largest face are not searched.
+MIN_FACE_RATIO = 0.2
+
 
 class EngineFaceAnalyzer:
     """Lazy wrapper of one :class:`face_engine.engine.FaceEngine` (sessions load on first use).
@@ -86,6 +89,25 @@ class EngineFaceAnalyzer:
         vector = face.embedding.vector
         return Probe(
             vector=tuple(float(v) for v in vector), model_id=face.embedding.model_id, masked=bool(face.masked)
+        )
+
+    def probes(self, photo: bytes, max_faces: int) -> tuple[Probe, ...]:
+        """Every face of a frame (largest first, at most ``max_faces``; faces under a fifth of the
+        largest one's size are left out); FaceNotFoundError when there is none."""
+        from face_engine.errors import NoFaceDetectedError
+
+        image = self._image(photo)
+        try:
+            faces = self.engine.analyse_all(image, max_faces=max_faces, min_face_ratio=MIN_FACE_RATIO)
+        except NoFaceDetectedError as exc:
+            raise FaceNotFoundError("no face found in the frame") from exc
+        return tuple(
+            Probe(
+                vector=tuple(float(v) for v in face.embedding.vector),
+                model_id=face.embedding.model_id,
+                masked=bool(face.masked),
+            )
+            for face in faces
         )
 
     def enrol(self, photo: bytes) -> tuple[Template, ...]:

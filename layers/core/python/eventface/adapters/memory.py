@@ -428,6 +428,13 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     from eventface.adapters.rate_limit import InMemoryRateLimiter
 
     ports.setdefault("limiter", InMemoryRateLimiter())
+    from eventface.adapters import memory_vip
+
+    ports.setdefault("venues", memory_vip.InMemoryVenueRepository())
+    ports.setdefault("vip_members", memory_vip.InMemoryVipMemberRepository())
+    ports.setdefault("staff_devices", memory_vip.InMemoryStaffDeviceRepository())
+    ports.setdefault("alerts", memory_vip.InMemoryAlertStore(audit))
+    ports.setdefault("messages", memory_vip.InMemoryMessageStore())
     return ports
 
 
@@ -442,13 +449,15 @@ class InMemoryFaceAnalyzer:
     """Photos are looked up, not analysed: ``faces[photo] = vector`` says what a photo shows.
 
     A photo not in ``faces`` has no face; ``quality_reasons[photo]`` makes its enrolment fail;
-    ``masked`` lists photos whose face wears a mask.
+    ``masked`` lists photos whose face wears a mask; ``groups[photo]`` lists the photos whose
+    faces a group frame shows (largest first).
     """
 
     model_id: str = "fake-model"
     faces: dict[bytes, tuple[float, ...]] = field(default_factory=dict)
     quality_reasons: dict[bytes, tuple[QualityReason, ...]] = field(default_factory=dict)
     masked: set[bytes] = field(default_factory=set)
+    groups: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
     max_bytes: int = 6 * 1024 * 1024
 
     def _vector(self, photo: bytes) -> tuple[float, ...]:
@@ -461,6 +470,12 @@ class InMemoryFaceAnalyzer:
 
     def probe(self, photo: bytes) -> Probe:
         return Probe(vector=self._vector(photo), model_id=self.model_id, masked=photo in self.masked)
+
+    def probes(self, photo: bytes, max_faces: int) -> tuple[Probe, ...]:
+        members = self.groups.get(photo, (photo,))
+        if len(photo) > self.max_bytes:
+            raise PayloadTooLargeError(f"the photo is over {self.max_bytes} bytes: send a smaller JPEG")
+        return tuple(self.probe(member) for member in members[:max_faces])
 
     def enrol(self, photo: bytes) -> tuple[Template, ...]:
         vector = self._vector(photo)

@@ -14,17 +14,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eventface import aws
 from eventface.domain.errors import DependencyError
-from eventface.domain.model import NotificationJob
+from eventface.domain.model import JobKind, NotificationJob
+from eventface.domain.vip import AlertJob
 
 JOB_FORMAT: Final = 1
-#: Logical name of the queue of notification jobs.
+#: Logical name of the queue of notification jobs (consumed by ``push_dispatch``).
 NOTIFICATIONS: Final = "notifications"
+#: Logical name of the queue of VIP alert jobs (consumed by ``vip_enrich``).
+SIGHTINGS: Final = "sightings"
+ALERT_KIND: Final = "vip_alert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +59,85 @@ def job_to_json(job: NotificationJob) -> str:
             "text": job.text,
             "push_endpoint": job.push_endpoint,
             "created_at": job.created_at.isoformat(),
+            "locale": job.locale,
+            "title": job.title,
+            "message_id": job.message_id,
         },
         separators=(",", ":"),
+    )
+
+
+def _document(body: str, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"{what} is not JSON ({exc}): it was not written by this code") from exc
+    if not isinstance(document, dict) or document.get("format") != JOB_FORMAT:
+        raise ValueError(f"{what} has no format {JOB_FORMAT} document: it was not written by this code")
+    return document
+
+
+def job_from_json(body: str) -> NotificationJob:
+    """The job of a notifications message; ValueError if the body is not one."""
+    doc = _document(body, "notification job")
+    try:
+        return NotificationJob(
+            job_id=str(doc["job_id"]),
+            kind=JobKind(doc["kind"]),
+            tenant_id=str(doc["tenant_id"]),
+            campaign_id=str(doc["campaign_id"]),
+            participant_id=str(doc["participant_id"]),
+            checkpoint_id=str(doc["checkpoint_id"]),
+            stamps=int(doc["stamps"]),
+            required=int(doc["required"]),
+            text=str(doc["text"]),
+            push_endpoint=doc["push_endpoint"] if isinstance(doc.get("push_endpoint"), str) else None,
+            created_at=datetime.fromisoformat(doc["created_at"]),
+            locale=str(doc.get("locale") or "en"),
+            title=str(doc.get("title") or ""),
+            message_id=doc["message_id"] if isinstance(doc.get("message_id"), str) else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"notification job is incomplete or malformed ({exc!r})") from exc
+
+
+def alert_job_to_json(job: AlertJob) -> str:
+    """The message body of a VIP alert job (ids only: the consumer reads the alert)."""
+    return json.dumps(
+        {
+            "format": JOB_FORMAT,
+            "kind": ALERT_KIND,
+            "tenant_id": job.tenant_id,
+            "venue_id": job.venue_id,
+            "alert_id": job.alert_id,
+            "created_at": job.created_at.isoformat(),
+        },
+        separators=(",", ":"),
+    )
+
+
+def alert_job_from_json(body: str) -> AlertJob:
+    """The job of a sightings message; ValueError if the body is not one."""
+    doc = _document(body, "alert job")
+    try:
+        return AlertJob(
+            tenant_id=str(doc["tenant_id"]),
+            venue_id=str(doc["venue_id"]),
+            alert_id=str(doc["alert_id"]),
+            created_at=datetime.fromisoformat(doc["created_at"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"alert job is incomplete or malformed ({exc!r})") from exc
+
+
+def alert_job_message(job: AlertJob) -> QueueMessage:
+    """An alert job as a message of the sightings queue (one group per venue: in order)."""
+    return QueueMessage(
+        message_id=job.alert_id,
+        queue=SIGHTINGS,
+        body=alert_job_to_json(job),
+        group_id=f"{job.tenant_id}#{job.venue_id}"[:128],
+        kind=ALERT_KIND,
     )
 
 

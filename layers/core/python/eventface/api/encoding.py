@@ -18,6 +18,15 @@ from eventface.domain.model import (
     RecognitionEvent,
     ScanResult,
 )
+from eventface.domain.vip import (
+    CampaignMessage,
+    CrmConfig,
+    SightingResult,
+    StaffDevice,
+    Venue,
+    VipAlert,
+    VipMember,
+)
 from eventface.services.devices import DeviceActivation, DeviceRegistration
 
 T = TypeVar("T")
@@ -80,6 +89,7 @@ def participant(value: Participant, progress: Progress | None = None) -> dict[st
         },
         "created_at": when(value.created_at),
         "has_push": value.push_endpoint is not None,
+        "locale": value.locale,
         "template_count": value.template_count,
     }
     if progress is not None:
@@ -97,6 +107,7 @@ def device(value: Device) -> dict[str, Any]:
         "device_id": value.device_id,
         "campaign_id": value.campaign_id,
         "checkpoint_id": value.checkpoint_id,
+        "venue_id": value.venue_id,
         "name": value.name,
         "status": value.status,
         "created_at": when(value.created_at),
@@ -193,4 +204,121 @@ def principal(value: Principal) -> dict[str, Any]:
         "id": value.principal_id,
         "name": value.name,
         "authorities": sorted(a.value for a in value.authorities),
+    }
+
+
+def sighting_result(result: SightingResult) -> dict[str, Any]:
+    """What a venue camera shows: per face, VIP or not, the greeting name, whether staff are alerted."""
+    return {
+        "vip": result.vip,
+        "faces": [
+            {
+                "vip": face.vip,
+                "member_id": face.member_id,
+                "name": face.name,
+                "tier": face.tier,
+                "similarity": face.similarity,
+                "alerted": face.alerted,
+                "alert_id": face.alert_id,
+                "masked": face.masked,
+            }
+            for face in result.faces
+        ],
+        "threshold": result.threshold,
+    }
+
+
+def crm(value: CrmConfig) -> dict[str, Any]:
+    """A venue's CRM connector (the secret's id, never its value)."""
+    return {
+        "kind": value.kind.value,
+        "url": value.url,
+        "field_map": dict(value.field_map),
+        "auth_header": value.auth_header,
+        "secret_id": value.secret_id,
+        "deadline_ms": value.deadline_ms,
+    }
+
+
+def venue(value: Venue) -> dict[str, Any]:
+    return {
+        "venue_id": value.venue_id,
+        "name": value.name,
+        "dedupe_minutes": value.dedupe_minutes,
+        "crm": crm(value.crm),
+        "created_at": when(value.created_at),
+        "version": value.version,
+    }
+
+
+def member(value: VipMember) -> dict[str, Any]:
+    return {
+        "member_id": value.member_id,
+        "venue_id": value.venue_id,
+        "name": value.name,
+        "tier": value.tier,
+        "crm_customer_id": value.crm_customer_id,
+        "notes": value.notes,
+        "template_count": value.template_count,
+        "created_at": when(value.created_at),
+    }
+
+
+def staff_device(value: StaffDevice) -> dict[str, Any]:
+    """A subscribed staff device (whether it has a token, never the token itself)."""
+    return {
+        "staff_device_id": value.staff_device_id,
+        "venue_id": value.venue_id,
+        "name": value.name,
+        "platform": value.platform.value,
+        "locale": value.locale,
+        "has_token": bool(value.token),
+        "created_at": when(value.created_at),
+        "disabled": value.disabled_at is not None,
+        "disabled_at": when(value.disabled_at),
+    }
+
+
+def alert(value: VipAlert) -> dict[str, Any]:
+    """A VIP alert as the staff board shows it."""
+    return {
+        "alert_id": value.alert_id,
+        "venue_id": value.venue_id,
+        "member_id": value.member_id,
+        "name": value.name,
+        "tier": value.tier,
+        "sighted_at": when(value.sighted_at),
+        "device_id": value.device_id,
+        "similarity": value.similarity,
+        "profile_status": value.profile_status.value,
+        "profile": dict(value.profile) if value.profile is not None else None,
+        "profile_reason": value.profile_reason,
+        "enriched_at": when(value.enriched_at),
+        "pushed_at": when(value.pushed_at),
+        "delivered": value.delivered,
+        "failed": value.failed,
+        "acknowledged_by": value.acknowledged_by,
+        "acknowledged_at": when(value.acknowledged_at),
+        "false_match": value.false_match_by is not None,
+        "false_match_by": value.false_match_by,
+        "false_match_at": when(value.false_match_at),
+        "false_match_note": value.false_match_note,
+    }
+
+
+def message(value: CampaignMessage) -> dict[str, Any]:
+    """A campaign message with its delivery counts."""
+    return {
+        "message_id": value.message_id,
+        "campaign_id": value.campaign_id,
+        "title": dict(value.title),
+        "body": dict(value.body),
+        "segment": {"min_stamps": value.segment.min_stamps, "completed": value.segment.completed},
+        "created_at": when(value.created_at),
+        "created_by": value.created_by,
+        "targeted": value.targeted,
+        "delivered": value.delivered,
+        "failed": value.failed,
+        "no_endpoint": value.no_endpoint,
+        "pending": max(0, value.targeted - value.delivered - value.failed - value.no_endpoint),
     }

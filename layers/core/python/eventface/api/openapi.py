@@ -89,6 +89,7 @@ _DEVICE: Final = {
         "device_id": {"type": "string"},
         "campaign_id": {"type": "string"},
         "checkpoint_id": {"type": "string"},
+        "venue_id": _NULLABLE_STRING,
         "name": {"type": "string"},
         "status": {"enum": ["pending", "active", "revoked"]},
         "created_at": {"type": "string", "format": "date-time"},
@@ -141,6 +142,27 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 "responses": {
                     "200": _json(_ref("ScanResult"), "The scan's outcome (also for unknown faces)"),
                     **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
+                },
+            }
+        },
+        "/v1/venues/{venue_id}/sightings": {
+            "post": {
+                "operationId": "recordSighting",
+                "summary": "Report a frame at a venue: every face is searched among its VIPs; the "
+                "answer does not wait for the CRM (staff are alerted once per dedupe window)",
+                "parameters": [_path_param("venue_id")],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                        "image/png": {"schema": {"type": "string", "format": "binary"}},
+                        "image/webp": {"schema": {"type": "string", "format": "binary"}},
+                        JSON: {"schema": {"oneOf": [_ref("PhotoScan"), _ref("TemplateScan")]}},
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("SightingResult"), "Per face: VIP or not, greeting name, alerted"),
+                    **_errors(400, 401, 403, 404, 413, 415, 429, 503),
                 },
             }
         },
@@ -217,6 +239,33 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                     },
                     "model_id": {"type": "string", "examples": ["sface-2021dec"]},
                     "masked": {"type": "boolean", "default": False},
+                },
+            },
+            "SightingResult": {
+                "type": "object",
+                "properties": {
+                    "vip": {"type": "boolean", "description": "At least one face is a VIP"},
+                    "faces": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "vip": {"type": "boolean"},
+                                "member_id": _NULLABLE_STRING,
+                                "name": {**_NULLABLE_STRING, "description": "The name to greet the guest by"},
+                                "tier": _NULLABLE_STRING,
+                                "similarity": _NULLABLE_NUMBER,
+                                "alerted": {
+                                    "type": "boolean",
+                                    "description": "Staff were alerted by this frame (false inside the "
+                                    "dedupe window)",
+                                },
+                                "alert_id": _NULLABLE_STRING,
+                                "masked": {"type": ["boolean", "null"]},
+                            },
+                        },
+                    },
+                    "threshold": _NULLABLE_NUMBER,
                 },
             },
             "ScanResult": {
@@ -330,6 +379,32 @@ ADMIN_AUTHORITIES: Final[dict[str, str | None]] = {
     "revokeApiKey": "api_keys",
     "readAudit": "tenant_admin",
     "me": None,
+    "createVenue": "tenant_admin",
+    "listVenues": "venue_staff",
+    "getVenue": "venue_staff",
+    "updateVenue": "tenant_admin",
+    "addMember": "targets",
+    "listMembers": "targets",
+    "getMember": "targets",
+    "removeMember": "targets",
+    "registerVenueDevice": "terminals",
+    "subscribeStaffDevice": "venue_staff",
+    "listStaffDevices": "venue_staff",
+    "unsubscribeStaffDevice": "venue_staff",
+    "listAlerts": "venue_staff",
+    "getAlert": "venue_staff",
+    "acknowledgeAlert": "venue_staff",
+    "flagFalseMatch": "venue_staff",
+    "sendMessage": "campaigns",
+    "listMessages": "campaigns",
+    "getMessage": "campaigns",
+}
+_V = ("venue_id",)
+_ALERT = ("venue_id", "alert_id")
+_NAME_ONLY: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"name": {"type": "string"}},
 }
 
 ADMIN_OPENAPI: Final[dict[str, Any]] = {
@@ -553,6 +628,187 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "parameters": [*audit["parameters"], *_AUDIT_FILTERS],
             },
         },
+        "/v1/venues": {
+            "post": _op(
+                "createVenue",
+                "Create a venue (dedupe window, CRM connector) with an empty VIP gallery",
+                "Created",
+                _ref("Venue"),
+                (400, 413),
+                body=_ref("VenueCreate"),
+                status=201,
+            ),
+            "get": _op("listVenues", "List venues", "A page", _page_of("Venue"), (400,), paged=True),
+        },
+        "/v1/venues/{venue_id}": {
+            "get": _op("getVenue", "Read a venue", "The venue", _ref("Venue"), (404,), params=_V),
+            "patch": _op(
+                "updateVenue",
+                "Change a venue's name, dedupe window or CRM connector",
+                "The venue",
+                _ref("Venue"),
+                (400, 404, 409, 413),
+                params=_V,
+                body=_ref("VenueChanges"),
+            ),
+        },
+        "/v1/venues/{venue_id}/members": {
+            "post": _op(
+                "addMember",
+                "Register a VIP member's face (the photo is not kept)",
+                "Registered",
+                _ref("Member"),
+                (400, 404, 413, 422),
+                params=_V,
+                body=_ref("MemberCreate"),
+                status=201,
+            ),
+            "get": _op(
+                "listMembers",
+                "List VIP members",
+                "A page",
+                _page_of("Member"),
+                (400, 404),
+                params=_V,
+                paged=True,
+            ),
+        },
+        "/v1/venues/{venue_id}/members/{member_id}": {
+            "get": _op(
+                "getMember", "Read a member", "The member", _ref("Member"), (404,), params=(*_V, "member_id")
+            ),
+            "delete": _op(
+                "removeMember",
+                "Remove a member and erase their templates",
+                "Removed",
+                {
+                    "type": "object",
+                    "properties": {"member_id": {"type": "string"}, "removed": {"const": True}},
+                },
+                (404,),
+                params=(*_V, "member_id"),
+            ),
+        },
+        "/v1/venues/{venue_id}/devices": {
+            "post": _op(
+                "registerVenueDevice",
+                "Register a venue camera; it activates with the one-time code",
+                "Created",
+                _ref("DeviceRegistration"),
+                (400, 404, 413),
+                params=_V,
+                status=201,
+                body=_NAME_ONLY,
+            ),
+        },
+        "/v1/venues/{venue_id}/staff-devices": {
+            "post": _op(
+                "subscribeStaffDevice",
+                "Subscribe a staff device to the venue's VIP alerts",
+                "Subscribed",
+                _ref("StaffDevice"),
+                (400, 404, 413),
+                params=_V,
+                body=_ref("StaffDeviceCreate"),
+                status=201,
+            ),
+            "get": _op(
+                "listStaffDevices",
+                "The venue's subscribed staff devices",
+                "All of them",
+                _page_of("StaffDevice"),
+                (404,),
+                params=_V,
+            ),
+        },
+        "/v1/venues/{venue_id}/staff-devices/{staff_device_id}": {
+            "delete": _op(
+                "unsubscribeStaffDevice",
+                "Unsubscribe a staff device",
+                "Unsubscribed",
+                {"type": "object", "properties": {"staff_device_id": {"type": "string"}}},
+                (404,),
+                params=(*_V, "staff_device_id"),
+            ),
+        },
+        "/v1/venues/{venue_id}/alerts": {
+            "get": {
+                **(
+                    alerts := _op(
+                        "listAlerts",
+                        "The staff board: VIP alerts, newest first, with profile and handling",
+                        "A page",
+                        _page_of("Alert"),
+                        (400, 404),
+                        params=_V,
+                        paged=True,
+                    )
+                ),
+                "parameters": [
+                    *alerts["parameters"],
+                    _query("since", "Alerts at or after this time", "date-time"),
+                ],
+            },
+        },
+        "/v1/venues/{venue_id}/alerts/{alert_id}": {
+            "get": _op("getAlert", "Read an alert", "The alert", _ref("Alert"), (404,), params=_ALERT),
+        },
+        "/v1/venues/{venue_id}/alerts/{alert_id}/acknowledge": {
+            "post": _op(
+                "acknowledgeAlert",
+                '"I\'ll greet them": the first acknowledgement is kept',
+                "The alert",
+                _ref("Alert"),
+                (404,),
+                params=_ALERT,
+            ),
+        },
+        "/v1/venues/{venue_id}/alerts/{alert_id}/false-match": {
+            "post": _op(
+                "flagFalseMatch",
+                "Flag the alert as naming the wrong person (recorded with who and when)",
+                "The alert",
+                _ref("Alert"),
+                (400, 404),
+                params=_ALERT,
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"note": {"type": "string", "maxLength": 500}},
+                },
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/messages": {
+            "post": _op(
+                "sendMessage",
+                "Push a message to a segment of the campaign's participants",
+                "Queued, with the number of participants targeted",
+                _ref("Message"),
+                (400, 404, 409, 413),
+                params=_C,
+                body=_ref("MessageCreate"),
+                status=201,
+            ),
+            "get": _op(
+                "listMessages",
+                "The campaign's messages with delivery counts, newest first",
+                "A page",
+                _page_of("Message"),
+                (400, 404),
+                params=_C,
+                paged=True,
+            ),
+        },
+        "/v1/campaigns/{campaign_id}/messages/{message_id}": {
+            "get": _op(
+                "getMessage",
+                "A message with its delivery counts",
+                "The message",
+                _ref("Message"),
+                (404,),
+                params=(*_C, "message_id"),
+            ),
+        },
         "/v1/health": _HEALTH,
         "/openapi.json": _OPENAPI_PATH,
     },
@@ -620,7 +876,11 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "nickname": {"type": "string", "maxLength": 40},
                     "consent": {"const": True},
                     "photo": {"type": "string", "contentEncoding": "base64"},
-                    "push_token": {"type": "string"},
+                    "push_token": {
+                        "type": "string",
+                        "description": "<platform>:<token>, platform apns, fcm, webhook or inbox",
+                    },
+                    "locale": {"enum": ["ja", "en"], "default": "en"},
                 },
             },
             "Participant": {
@@ -632,6 +892,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "consent": {"type": "object"},
                     "created_at": {"type": "string", "format": "date-time"},
                     "has_push": {"type": "boolean"},
+                    "locale": {"enum": ["ja", "en"]},
                     "template_count": {"type": "integer"},
                     "progress": {
                         "type": "object",
@@ -723,6 +984,177 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "target": {"type": "string"},
                     "outcome": {"enum": ["ok", "denied", "unauthenticated", "not_found", "failed"]},
                     "detail": {"type": "string"},
+                },
+            },
+            "CrmConfig": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"enum": ["none", "rest", "webhook"]},
+                    "url": {
+                        "type": "string",
+                        "description": "rest: profile URL with {customer_id}; webhook: where sightings "
+                        "are posted",
+                    },
+                    "field_map": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "description": "Our field (name, tier, ...) -> dotted path in the CRM's JSON answer",
+                    },
+                    "auth_header": {"type": "string", "default": "Authorization"},
+                    "secret_id": {
+                        "type": ["string", "null"],
+                        "description": "Secrets Manager secret: the auth header value (rest) or HMAC key "
+                        "(webhook)",
+                    },
+                    "deadline_ms": {"type": "integer", "minimum": 50, "maximum": 10000, "default": 1500},
+                },
+            },
+            "VenueCreate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 100},
+                    "dedupe_minutes": {"type": "integer", "minimum": 0, "maximum": 1440, "default": 30},
+                    "crm": _ref("CrmConfig"),
+                },
+            },
+            "VenueChanges": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "maxLength": 100},
+                    "dedupe_minutes": {"type": "integer", "minimum": 0, "maximum": 1440},
+                    "crm": _ref("CrmConfig"),
+                },
+            },
+            "Venue": {
+                "type": "object",
+                "properties": {
+                    "venue_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "dedupe_minutes": {"type": "integer"},
+                    "crm": _ref("CrmConfig"),
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "version": {"type": "integer"},
+                },
+            },
+            "MemberCreate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "photo"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 100, "description": "How staff greet the guest"},
+                    "photo": {"type": "string", "contentEncoding": "base64"},
+                    "tier": {"type": "string", "maxLength": 40},
+                    "crm_customer_id": {"type": "string", "maxLength": 128},
+                    "notes": {"type": "string", "maxLength": 1000},
+                },
+            },
+            "Member": {
+                "type": "object",
+                "properties": {
+                    "member_id": {"type": "string"},
+                    "venue_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "tier": {"type": "string"},
+                    "crm_customer_id": {"type": "string"},
+                    "notes": {"type": "string"},
+                    "template_count": {"type": "integer"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "StaffDeviceCreate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "platform"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 100},
+                    "platform": {"enum": ["apns", "fcm", "webhook", "inbox"]},
+                    "token": {"type": "string", "description": "Device token (apns, fcm) or URL (webhook)"},
+                    "locale": {"enum": ["ja", "en"], "default": "ja"},
+                },
+            },
+            "StaffDevice": {
+                "type": "object",
+                "properties": {
+                    "staff_device_id": {"type": "string"},
+                    "venue_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "platform": {"enum": ["apns", "fcm", "webhook", "inbox"]},
+                    "locale": {"type": "string"},
+                    "has_token": {"type": "boolean"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "disabled": {"type": "boolean", "description": "The push service reported it dead"},
+                    "disabled_at": _NULLABLE_STRING,
+                },
+            },
+            "Alert": {
+                "type": "object",
+                "properties": {
+                    "alert_id": {"type": "string"},
+                    "venue_id": {"type": "string"},
+                    "member_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "tier": {"type": "string"},
+                    "sighted_at": {"type": "string", "format": "date-time"},
+                    "device_id": {"type": "string"},
+                    "similarity": {"type": "number"},
+                    "profile_status": {"enum": ["pending", "ok", "not_found", "unavailable", "none"]},
+                    "profile": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+                    "profile_reason": {"type": "string"},
+                    "enriched_at": _NULLABLE_STRING,
+                    "pushed_at": _NULLABLE_STRING,
+                    "delivered": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                    "acknowledged_by": _NULLABLE_STRING,
+                    "acknowledged_at": _NULLABLE_STRING,
+                    "false_match": {"type": "boolean"},
+                    "false_match_by": _NULLABLE_STRING,
+                    "false_match_at": _NULLABLE_STRING,
+                    "false_match_note": {"type": "string"},
+                },
+            },
+            "LocalizedTexts": {
+                "type": "object",
+                "propertyNames": {"enum": ["ja", "en"]},
+                "additionalProperties": {"type": "string"},
+                "examples": [{"ja": "ご来場ありがとうございます", "en": "Thanks for coming"}],
+            },
+            "Segment": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "min_stamps": {"type": "integer", "minimum": 0, "default": 0},
+                    "completed": {"type": ["boolean", "null"], "description": "Absent or null: either"},
+                },
+            },
+            "MessageCreate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["body"],
+                "properties": {
+                    "title": _ref("LocalizedTexts"),
+                    "body": _ref("LocalizedTexts"),
+                    "segment": _ref("Segment"),
+                },
+            },
+            "Message": {
+                "type": "object",
+                "properties": {
+                    "message_id": {"type": "string"},
+                    "campaign_id": {"type": "string"},
+                    "title": _ref("LocalizedTexts"),
+                    "body": _ref("LocalizedTexts"),
+                    "segment": _ref("Segment"),
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "created_by": {"type": "string"},
+                    "targeted": {"type": "integer"},
+                    "delivered": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                    "no_endpoint": {"type": "integer", "description": "Targeted, but without a push token"},
+                    "pending": {"type": "integer"},
                 },
             },
             "Event": {

@@ -17,6 +17,7 @@ from typing import Any, Final
 from eventface.api.errors import UnsupportedMediaTypeError
 from eventface.domain.errors import InvalidInputError, PayloadTooLargeError
 from eventface.domain.model import HistoryQuery, Probe, check_id
+from eventface.domain.vip import DEFAULT_CRM_DEADLINE_MS, CrmConfig, CrmKind, Segment
 
 #: Length of a device-computed template (SFace embeddings have 128 dimensions).
 TEMPLATE_DIM: Final = 128
@@ -143,6 +144,54 @@ def template(body: Mapping[str, Any]) -> Probe:
     if not isinstance(model_id, str) or not 0 < len(model_id) <= MAX_MODEL_ID:
         raise InvalidInputError("model_id is required with a template: the id of the model that made it")
     return Probe(vector=values, model_id=model_id, masked=boolean(body, "masked", default=False))
+
+
+def crm_config(value: Any) -> CrmConfig:
+    """A venue's ``crm`` object: ``kind`` (none, rest, webhook), ``url``, ``field_map``,
+    ``auth_header``, ``secret_id``, ``deadline_ms`` (the domain checks the values)."""
+    fields = {"kind", "url", "field_map", "auth_header", "secret_id", "deadline_ms"}
+    if not isinstance(value, dict) or set(value) - fields:
+        raise InvalidInputError(f"crm must be an object with {', '.join(sorted(fields))}")
+    try:
+        kind = CrmKind(value.get("kind", "none"))
+    except ValueError:
+        raise InvalidInputError("crm.kind must be none, rest or webhook") from None
+    field_map = value.get("field_map", {})
+    if not isinstance(field_map, dict) or not all(isinstance(v, str) for v in field_map.values()):
+        raise InvalidInputError('crm.field_map must map names to dotted paths, e.g. {"name": "profile.name"}')
+    secret_id = value.get("secret_id")
+    if secret_id is not None and (not isinstance(secret_id, str) or not 0 < len(secret_id) <= 2048):
+        raise InvalidInputError("crm.secret_id must be a Secrets Manager secret id or ARN")
+    return CrmConfig(
+        kind=kind,
+        url=string(value, "url", default=""),
+        field_map=dict(field_map),
+        auth_header=string(value, "auth_header", default="Authorization"),
+        secret_id=secret_id,
+        deadline_ms=integer(value, "deadline_ms", default=DEFAULT_CRM_DEADLINE_MS),
+    )
+
+
+def texts(body: Mapping[str, Any], name: str, *, required: bool = True) -> dict[str, str]:
+    """A per-locale text object such as ``{"ja": "...", "en": "..."}``."""
+    value = body.get(name)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict) or not value or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidInputError(f'{name} must give the text per locale, e.g. {{"ja": "…", "en": "…"}}')
+    return {str(k): v for k, v in value.items()}
+
+
+def segment(value: Any) -> Segment:
+    """A message's ``segment``: ``min_stamps`` (0+), ``completed`` (true, false or absent)."""
+    if value is None:
+        return Segment()
+    if not isinstance(value, dict) or set(value) - {"min_stamps", "completed"}:
+        raise InvalidInputError('segment must be an object like {"min_stamps": 2, "completed": false}')
+    completed = value.get("completed")
+    if completed is not None and not isinstance(completed, bool):
+        raise InvalidInputError("segment.completed must be true, false or absent")
+    return Segment(min_stamps=integer(value, "min_stamps", default=0), completed=completed)
 
 
 def scan_input(

@@ -9,6 +9,7 @@ queues deduplicate on the message id and consumers on the job id.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -18,9 +19,9 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 
-from eventface.adapters.sqs_queue import NOTIFICATIONS, QueueMessage, SqsSender
+from eventface.adapters.sqs_queue import NOTIFICATIONS, SIGHTINGS, QueueMessage, SqsSender
 from eventface.observability import logger
-from eventface.settings import get_settings
+from eventface.settings import SettingsError, get_settings
 
 
 def message_of(record: DynamoDBRecord) -> QueueMessage | None:
@@ -43,7 +44,11 @@ def message_of(record: DynamoDBRecord) -> QueueMessage | None:
 @functools.cache
 def default_sender() -> SqsSender:
     """The process's sender (queue URLs from the settings)."""
-    return SqsSender({NOTIFICATIONS: get_settings().notification_queue_url})
+    settings = get_settings()
+    urls = {NOTIFICATIONS: settings.notification_queue_url}
+    with contextlib.suppress(SettingsError):  # a deployment without VIP detection has no such queue
+        urls[SIGHTINGS] = settings.sighting_queue_url
+    return SqsSender(urls)
 
 
 def relay(event: dict[str, Any], context: Any, sender: SqsSender | None = None) -> dict[str, Any]:

@@ -5,8 +5,10 @@ registers one camera per checkpoint; attendees register with a photo (the qualit
 turned head, as it would at an info desk); then the cameras see people: in other lighting, from
 another angle, as a compressed frame, wearing a mask, twice at the same checkpoint, and a face
 nobody registered. Every answer is checked; the account printed at the end says who got which
-stamp, who completed the rally and which notifications are queued. Any unexpected answer ends the
-demo with a non-zero exit code and says which request got what.
+stamp, who completed the rally and which pushes reached their phones (the local inbox); the
+marketer thanks the completers with a campaign message. Then the VIP scene
+(:mod:`eventface.demo.vip`): a hotel recognises its members and alerts its staff. Any unexpected
+answer ends the demo with a non-zero exit code and says which request got what.
 
 Photos come from the insightface wheel on PyPI (:mod:`eventface.demo.photos`), or from
 ``PHOTOS=DIR`` (one sub-folder per person, optionally ``strangers/``).
@@ -24,7 +26,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from eventface.demo.photos import SHOT_KINDS, DemoCast, DemoPerson, DemoPhotosError, load_cast
-from eventface.local.client import AdminClient, Answer, Camera, UnexpectedAnswerError, expect, read_jobs
+from eventface.demo.vip import run_vip_scene
+from eventface.local.client import AdminClient, Answer, Camera, UnexpectedAnswerError, expect, wait_for_pushes
 from eventface.local.stack import StackError, running_stack
 
 CHECKPOINTS: Final = ("Main gate", "Food court", "Stage")
@@ -58,6 +61,8 @@ class Story:
     unknown: int = 0
     already_stamped: int = 0
     masked_recognised: int = 0
+    #: Pushes each participant should receive (a stamp each, the completion).
+    pushes: dict[str, int] = field(default_factory=dict)
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -168,7 +173,9 @@ def run(cast: DemoCast, story: Story) -> None:
         # -- attendees register at the info desk --------------------------------------------
         attendees = [Attendee(person) for person in cast.people]
         for attendee in attendees:
-            answer = desk.register(campaign_id, attendee.person.name, attendee.person.registration)
+            answer = desk.register(
+                campaign_id, attendee.person.name, attendee.person.registration, push_token="inbox:"
+            )
             if answer.status == 201:
                 attendee.participant_id = answer.body["participant_id"]
                 story.say(f"Info desk: {attendee.person.name} registered ({attendee.participant_id})")
@@ -231,6 +238,10 @@ def run(cast: DemoCast, story: Story) -> None:
                 _check(bool(result["masked"]), "the masked shot should be seen as masked", answer)
             story.new_stamps += 1
             story.completions += int(stamps >= STAMPS_REQUIRED)
+            pushes = 1 + int(stamps >= STAMPS_REQUIRED)
+            story.pushes[str(attendee.participant_id)] = (
+                story.pushes.get(str(attendee.participant_id), 0) + pushes
+            )
 
         first, second = registered[0], registered[1]
         # -- the rally ---------------------------------------------------------------------
@@ -290,25 +301,73 @@ def run(cast: DemoCast, story: Story) -> None:
         )
         _check(len(denied) == 1, "exactly one refused action in the audit log", Answer(200, audit))
 
-        expected_jobs = story.new_stamps + story.completions
-        jobs = read_jobs(stack.queue_url, expected=expected_jobs)
-        story.say(f"Notification jobs queued in SQS by the outbox relay ({len(jobs)}):")
+        # -- pushes: push_dispatch sent each job to the participant's phone (the local inbox) ------
         who = {a.participant_id: a.person.name for a in registered}
-        for job in jobs:
-            story.say(
-                f"  [{job['kind']}] to {who.get(job['participant_id'], job['participant_id'])}: {job['text']}"
-            )
+        delivered = 0
+        story.say("Pushes to attendees (push_dispatch, local inbox):")
+        for participant_id, expected in story.pushes.items():
+            pushes = wait_for_pushes(stack.inbox_dir, participant_id, expected=expected)
+            _check(len(pushes) == expected, f"{expected} pushes to {who[participant_id]}", Answer(200, {}))
+            delivered += len(pushes)
+            for push in pushes:
+                story.say(f"  to {who[participant_id]}: {push['title']} / {push['body']}")
+        sent = expect(
+            marketer.call(
+                "POST",
+                f"/v1/campaigns/{campaign_id}/messages",
+                {
+                    "title": {"ja": "ご参加ありがとうございました", "en": "Thank you for playing"},
+                    "body": {
+                        "ja": "景品は案内所でお受け取りください。",
+                        "en": "Collect your prize at the info desk.",
+                    },
+                    "segment": {"completed": True},
+                },
+            ),
+            201,
+            what="send a campaign message to the completers",
+        )
+        message = _message_delivered(marketer, campaign_id, sent["message_id"])
+        _check(
+            message["targeted"] == story.completions and message["delivered"] == story.completions,
+            "the message reaches every completer",
+            Answer(200, message),
+        )
+        story.say(
+            f"Marketer: message to segment 'completed' - {message['targeted']} targeted, "
+            f"{message['delivered']} delivered, {message['failed']} failed"
+        )
         story.say(
             f"Account: {story.new_stamps} stamps awarded, {story.completions} rally completed, "
             f"{story.already_stamped} repeat scan answered 'already stamped', "
             f"{story.masked_recognised} masked face recognised, {story.unknown} unknown faces refused, "
-            f"{len(refused)} registrations refused by the quality gate"
+            f"{len(refused)} registrations refused by the quality gate, {delivered} pushes delivered"
         )
-        if len(jobs) != expected_jobs:
-            raise DemoFailedError(
-                f"expected {expected_jobs} notification jobs ({story.new_stamps} stamps + "
-                f"{story.completions} completion), found {len(jobs)}"
-            )
+
+        # -- VIP detection at a hotel -------------------------------------------------------
+        story.say("")
+        guests = [(a.person, _shot(a.person, LIGHTING)) for a in registered[:2]]
+        vip = run_vip_scene(stack, guests, user, story.say)
+        story.say(
+            f"VIP account: {vip.alerts} alerts ({vip.with_profile} with CRM profile, "
+            f"{vip.without_profile} without: CRM down), {vip.duplicates_suppressed} duplicate suppressed, "
+            f"{vip.pushes} staff pushes; "
+            f"frame to staff push {', '.join(f'{ms:.0f}' for ms in vip.alert_ms)} ms"
+        )
+
+
+def _message_delivered(client: AdminClient, campaign_id: str, message_id: str) -> dict[str, Any]:
+    """The message once nothing is pending any more (or after 15 s: then as it is)."""
+    deadline = time.monotonic() + 15
+    while True:
+        message = expect(
+            client.call("GET", f"/v1/campaigns/{campaign_id}/messages/{message_id}"),
+            200,
+            what="message counts",
+        )
+        if message["pending"] == 0 or time.monotonic() > deadline:
+            return message
+        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -232,6 +232,7 @@ class Participant:
     created_at: datetime
     push_endpoint: str | None = None
     template_count: int = 0
+    locale: str = "en"
 
 
 def check_nickname(nickname: str) -> str:
@@ -351,8 +352,9 @@ def event_expiry(outcome: ScanOutcome, at: datetime, ttl: timedelta = DEFAULT_HI
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """An edge terminal bound to one checkpoint: pending until it redeems its activation code,
-    then active with a key (only hashes are stored), until revoked."""
+    """An edge terminal bound to one checkpoint of a campaign, or to a venue (``venue_id``; then
+    campaign and checkpoint are ""): pending until it redeems its activation code, then active
+    with a key (only hashes are stored), until revoked."""
 
     tenant_id: str
     device_id: str
@@ -364,6 +366,7 @@ class Device:
     revoked_at: datetime | None = None
     activated_at: datetime | None = None
     last_seen_at: datetime | None = None
+    venue_id: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -396,6 +399,7 @@ class DeviceCredential:
     checkpoint_id: str
     expires_at: datetime | None = None  # None: until rotated or revoked
     used_at: datetime | None = None
+    venue_id: str | None = None  # a venue device's venue (campaign and checkpoint are "")
 
     def valid(self, now: datetime) -> bool:
         return self.used_at is None and (self.expires_at is None or now < self.expires_at)
@@ -438,6 +442,7 @@ class JobKind(StrEnum):
 
     STAMP = "stamp"
     COMPLETION = "completion"
+    MESSAGE = "message"  # a marketer's campaign message to a segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +460,10 @@ class NotificationJob:
     text: str
     push_endpoint: str | None
     created_at: datetime
+    #: The participant's locale (push titles), the message's title and id (campaign messages).
+    locale: str = "en"
+    title: str = ""
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
-from eventface import aws
 from eventface.local.cognito import UserPool, sign_in
+from mobile_push import read_inbox
 
 TIMEOUT_SECONDS: Final = 60
 
@@ -92,6 +93,22 @@ class AdminClient:
         return self.call("POST", f"/v1/campaigns/{campaign_id}/participants", payload)
 
 
+def activate(base_url: str, activation_code: str) -> dict[str, Any]:
+    """Redeem an operator's one-time code for the device key: the activated device's JSON."""
+    answer = request(
+        "POST",
+        f"{base_url.rstrip('/')}/v1/activations",
+        headers={"content-type": "application/json", "accept": "application/json"},
+        data=json.dumps({"code": activation_code}).encode(),
+    )
+    return expect(answer, 201, what="activate the terminal")
+
+
+def _post_frame(url: str, key: str, jpeg: bytes) -> Answer:
+    headers = {"x-device-key": key, "content-type": "image/jpeg", "accept": "application/json"}
+    return request("POST", url, headers=headers, data=jpeg)
+
+
 class Camera:
     """A checkpoint camera: the edge API with its device key, sending raw JPEG frames."""
 
@@ -103,49 +120,38 @@ class Camera:
     @classmethod
     def activated(cls, base_url: str, activation_code: str) -> Camera:
         """A new terminal: redeem the operator's one-time code for the device key."""
-        answer = request(
-            "POST",
-            f"{base_url.rstrip('/')}/v1/activations",
-            headers={"content-type": "application/json", "accept": "application/json"},
-            data=json.dumps({"code": activation_code}).encode(),
-        )
-        body = expect(answer, 201, what="activate the terminal")
+        body = activate(base_url, activation_code)
         return cls(base_url, str(body["device_key"]), str(body["checkpoint_id"]))
 
     def scan(self, jpeg: bytes) -> Answer:
-        return request(
-            "POST",
-            f"{self._base}/v1/checkpoints/{self.checkpoint_id}/scans",
-            headers={"x-device-key": self.key, "content-type": "image/jpeg", "accept": "application/json"},
-            data=jpeg,
-        )
+        return _post_frame(f"{self._base}/v1/checkpoints/{self.checkpoint_id}/scans", self.key, jpeg)
 
 
-def read_jobs(
-    queue_url: str, *, expected: int = 0, wait_seconds: float = 15.0, hide_seconds: int = 60
+class VenueCamera:
+    """A venue's lobby camera (or robot): reports frames as VIP sightings."""
+
+    def __init__(self, base_url: str, device_key: str, venue_id: str) -> None:
+        self._base = base_url.rstrip("/")
+        self.key = device_key
+        self.venue_id = venue_id
+
+    @classmethod
+    def activated(cls, base_url: str, activation_code: str) -> VenueCamera:
+        body = activate(base_url, activation_code)
+        return cls(base_url, str(body["device_key"]), str(body["venue_id"]))
+
+    def sight(self, jpeg: bytes) -> Answer:
+        return _post_frame(f"{self._base}/v1/venues/{self.venue_id}/sightings", self.key, jpeg)
+
+
+def wait_for_pushes(
+    inbox_dir: Path, recipient_id: str, *, expected: int, wait_seconds: float = 15.0
 ) -> list[dict[str, Any]]:
-    """Every notification job waiting on ``queue_url`` (hidden for ``hide_seconds``, not deleted).
-
-    Jobs reach the queue through the outbox relay, a moment after the scan's answer: first wait
-    (up to ``wait_seconds``) until ``expected`` messages are there, since receiving one of a FIFO
-    group hides the group's later messages. Then read until an empty receive; on a FIFO queue each
-    participant's jobs come in order.
-    """
-    sqs = aws.client("sqs")
+    """The pushes in a recipient's local inbox, once there are ``expected`` of them (or the wait
+    is over: then what is there). Pushes arrive a moment after the request that caused them."""
     deadline = time.monotonic() + wait_seconds
-    while expected and time.monotonic() < deadline:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        if int(attributes["Attributes"]["ApproximateNumberOfMessages"]) >= expected:
-            break
-        time.sleep(0.05)
-    jobs: list[dict[str, Any]] = []
     while True:
-        answer = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=hide_seconds, WaitTimeSeconds=0
-        )
-        messages = answer.get("Messages", [])
-        if not messages:
-            return jobs
-        jobs.extend(json.loads(message["Body"]) for message in messages)
+        pushes = read_inbox(inbox_dir, recipient_id)
+        if len(pushes) >= expected or time.monotonic() >= deadline:
+            return pushes
+        time.sleep(0.02)

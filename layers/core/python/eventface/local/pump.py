@@ -37,9 +37,11 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-#: Logical queue name -> "module:function" of its consumer. None yet: the push sender plugs in
-#: here (e.g. ``"notifications": "eventface.consumers.push_dispatch:lambda_handler"``).
-CONSUMERS: Final[dict[str, str]] = {}
+#: Logical queue name -> "module:function" of its consumer.
+CONSUMERS: Final[dict[str, str]] = {
+    "notifications": "eventface.consumers.push_dispatch:lambda_handler",
+    "sightings": "eventface.consumers.vip_enrich:lambda_handler",
+}
 #: Logical table name -> "module:function" of the consumer of its stream.
 STREAM_CONSUMERS: Final[dict[str, str]] = {"outbox": "eventface.consumers.outbox_relay:lambda_handler"}
 #: Pause between reads of a stream that had nothing new (Lambda polls a shard about 4 times a second).

@@ -3,7 +3,8 @@
 - Tables: :func:`eventface.adapters.dynamo_models.create_tables` (the pynamodb models are the one
   schema source), and the ARNs of their streams (the outbox's feeds the outbox relay).
 - The gallery bucket: the bucket :class:`~eventface.adapters.s3_gallery.S3GalleryStore` writes to.
-- The notification queue: FIFO, because :class:`~eventface.adapters.sqs_queue.SqsNotificationQueue`
+- The sightings queue (VIP alert jobs for ``vip_enrich``; FIFO, one group per venue) and the
+  notification queue: FIFO, because :class:`~eventface.adapters.sqs_queue.SqsNotificationQueue`
   gives FIFO queues one message group per participant ("2 of 3" is pushed before "complete") and
   deduplicates on the job id; failed deliveries go to a dead-letter queue after
   :data:`MAX_RECEIVE_COUNT` receives.
@@ -55,7 +56,7 @@ class Resources:
 
 
 #: Logical queue name -> spec. Consumers are registered by the logical name (see eventface.local.pump).
-QUEUES: Final = {"notifications": QueueSpec("notifications")}
+QUEUES: Final = {"notifications": QueueSpec("notifications"), "sightings": QueueSpec("sightings")}
 
 
 def create_queue(spec: QueueSpec, prefix: str, sqs: Any | None = None) -> tuple[str, str]:

@@ -12,8 +12,12 @@
 3. the edge and admin Chalice apps, each served in-process by Chalice's local server (what
    ``chalice local --no-autoreload`` runs: autoreload would restart on every file change) on its own
    loopback port and thread, stage ``local``;
-4. the event pump (:mod:`eventface.local.pump`) for the queues that have a consumer and the
-   streams that feed one (the outbox relay, which moves notification jobs onto their queue).
+4. the event pump (:mod:`eventface.local.pump`) for the queues that have a consumer (push_dispatch
+   on notifications, vip_enrich on sightings) and the streams that feed one (the outbox relay,
+   which moves jobs onto their queues);
+5. a loopback CRM test server with sample profiles (:mod:`eventface.local.crm_server`; its API key
+   in Secrets Manager), SNS platform applications for APNs and FCM on moto, and a push inbox
+   directory (the ``inbox`` provider: one file of pushes per recipient).
 
 On exit everything stops and the process environment is restored, so tests can start the stack
 after other fixtures and leave no trace. The runtime code does not know it runs here: only the
@@ -42,8 +46,10 @@ from eventface import aws
 from eventface.domain.access import Authority
 from eventface.local.apps import FUNCTIONS_DIR
 from eventface.local.cognito import UserPool, create_user, create_user_pool
+from eventface.local.crm_server import SAMPLE_PROFILES, CrmTestServer
 from eventface.local.moto_patches import patch_moto
 from eventface.local.pump import CONSUMERS, STREAM_CONSUMERS, EventPump, Handler, load_handler
+from mobile_push import create_platform_application
 
 HOST: Final = "127.0.0.1"
 STAGE: Final = "local"
@@ -51,6 +57,9 @@ TENANT_ID: Final = "demo"
 #: The demo user who holds every authority.
 OWNER: Final = "owner"
 TABLE_PREFIX: Final = "eventface-local"
+#: The loopback CRM's API key, kept in the local Secrets Manager like a venue's real one.
+CRM_AUTH_VALUE: Final = "Bearer local-crm-key"
+CRM_SECRET_NAME: Final = "eventface-local/crm-api-key"
 #: The repository root (layers/core/python/eventface/local/stack.py -> five levels up).
 EDGE_APP: Final = "edge_api"
 ADMIN_APP: Final = "admin_api"
@@ -91,6 +100,11 @@ class LocalStack:
     users: dict[str, str]  # username -> password, one user per authority and an owner with all
     queue_url: str
     dlq_url: str
+    sighting_queue_url: str
+    sighting_dlq_url: str
+    inbox_dir: Path  # the inbox push provider's files: one JSON-lines file per recipient
+    crm: CrmTestServer  # the loopback CRM with sample profiles (fault injection for the demo)
+    crm_secret_arn: str  # its API key in Secrets Manager, for a venue's CRM connector
     aws_endpoint: str
     tenant_id: str
     gallery_bucket: str
@@ -251,12 +265,24 @@ def running_stack(
         pool = create_user_pool(TABLE_PREFIX)
         users = _demo_users(pool)
         spill_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventface-spill-"))
+        inbox_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventface-inbox-"))
+        crm = stack.enter_context(CrmTestServer(SAMPLE_PROFILES, auth_value=CRM_AUTH_VALUE))
+        secret_arn = _crm_secret()
+        sns = aws.client("sns")
         environment = {
             "EVENTFACE_STAGE": STAGE,
             "EVENTFACE_TABLE_PREFIX": resources.table_prefix,
             "EVENTFACE_GALLERY_BUCKET": resources.gallery_bucket,
             "EVENTFACE_NOTIFICATION_QUEUE_URL": resources.queue_urls["notifications"],
+            "EVENTFACE_SIGHTING_QUEUE_URL": resources.queue_urls["sightings"],
             "EVENTFACE_SPILL_DIR": spill_dir,
+            "EVENTFACE_PUSH_INBOX_DIR": inbox_dir,
+            "EVENTFACE_SNS_APNS_APPLICATION_ARN": create_platform_application(
+                sns, f"{TABLE_PREFIX}-apns", "APNS"
+            ),
+            "EVENTFACE_SNS_FCM_APPLICATION_ARN": create_platform_application(
+                sns, f"{TABLE_PREFIX}-fcm", "GCM"
+            ),
             "EVENTFACE_OIDC_JWKS_URL": pool.jwks_url,
             "EVENTFACE_OIDC_ISSUER": pool.issuer,
             "EVENTFACE_OIDC_CLIENT_ID": pool.client_id,
@@ -286,11 +312,26 @@ def running_stack(
             users=users,
             queue_url=resources.queue_urls["notifications"],
             dlq_url=resources.dlq_urls["notifications"],
+            sighting_queue_url=resources.queue_urls["sightings"],
+            sighting_dlq_url=resources.dlq_urls["sightings"],
+            inbox_dir=Path(inbox_dir),
+            crm=crm,
+            crm_secret_arn=secret_arn,
             aws_endpoint=endpoint,
             tenant_id=TENANT_ID,
             gallery_bucket=resources.gallery_bucket,
             table_prefix=resources.table_prefix,
         )
+
+
+def _crm_secret() -> str:
+    """The loopback CRM's API key in Secrets Manager (kept from an earlier stack of this process)."""
+    secrets_manager = aws.client("secretsmanager")
+    try:
+        return str(secrets_manager.create_secret(Name=CRM_SECRET_NAME, SecretString=CRM_AUTH_VALUE)["ARN"])
+    except secrets_manager.exceptions.ResourceExistsException:
+        secrets_manager.put_secret_value(SecretId=CRM_SECRET_NAME, SecretString=CRM_AUTH_VALUE)
+        return str(secrets_manager.describe_secret(SecretId=CRM_SECRET_NAME)["ARN"])
 
 
 def _demo_users(pool: UserPool) -> dict[str, str]:
@@ -340,8 +381,12 @@ def main(argv: list[str] | None = None) -> int:
                 + f"  sign in    Cognito pool {local.user_pool.pool_id}, client {local.user_pool.client_id}\n"
                 "             (InitiateAuth USER_PASSWORD_AUTH at the moto endpoint; use the IdToken)\n"
                 f"  AWS (moto) {local.aws_endpoint}\n"
-                f"  queue      {local.queue_url}\n"
-                f"  DLQ        {local.dlq_url}\n"
+                f"  queues     {local.queue_url}\n"
+                f"             {local.sighting_queue_url}\n"
+                f"  DLQs       {local.dlq_url}\n"
+                f"             {local.sighting_dlq_url}\n"
+                f"  CRM        {local.crm.profile_url_template}   (secret {local.crm_secret_arn})\n"
+                f"  push inbox {local.inbox_dir}\n"
                 f"  bucket     {local.gallery_bucket}   tables {local.table_prefix}-*\n"
                 f"  e.g. curl -s {local.admin_url}/v1/health",
                 flush=True,

@@ -20,7 +20,16 @@ from eventface.ports import (
     StampBook,
 )
 from eventface.ports_access import ApiKeyRepository, AuditLog, TokenVerifier
+from eventface.ports_vip import (
+    AlertStore,
+    CrmDirectory,
+    MessageStore,
+    StaffDeviceRepository,
+    VenueRepository,
+    VipMemberRepository,
+)
 from eventface.services.rate_limits import RateLimits
+from mobile_push import PushSender
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,8 @@ class Policy:
     max_page: int = 100
     audit_retention_days: int = 400
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    #: Faces of a sighting frame that are searched, largest first.
+    max_faces_per_frame: int = 5
 
 
 class Deps(Protocol):
@@ -61,6 +72,20 @@ class Deps(Protocol):
     def tokens(self) -> TokenVerifier: ...
     @property
     def limiter(self) -> RateLimiter: ...
+    @property
+    def venues(self) -> VenueRepository: ...
+    @property
+    def vip_members(self) -> VipMemberRepository: ...
+    @property
+    def staff_devices(self) -> StaffDeviceRepository: ...
+    @property
+    def alerts(self) -> AlertStore: ...
+    @property
+    def messages(self) -> MessageStore: ...
+    @property
+    def crm(self) -> CrmDirectory: ...
+    @property
+    def push(self) -> PushSender: ...
     @property
     def faces(self) -> FaceAnalyzer: ...
     @property

@@ -74,6 +74,7 @@ def _activation(device: Device, code: str, now: datetime) -> DeviceCredential:
         device_id=device.device_id,
         campaign_id=device.campaign_id,
         checkpoint_id=device.checkpoint_id,
+        venue_id=device.venue_id,
         expires_at=now + ACTIVATION_TTL,
     )
 
@@ -86,6 +87,7 @@ def _key_credential(device: DeviceCredential | Device, key: str) -> DeviceCreden
         device_id=device.device_id,
         campaign_id=device.campaign_id,
         checkpoint_id=device.checkpoint_id,
+        venue_id=device.venue_id,
     )
 
 
@@ -107,12 +109,37 @@ def register_device(
         raise InvalidInputError(
             f"checkpoint {checkpoint_id} is not part of campaign {campaign_id}: add it to the campaign first"
         )
+    return _register(deps, tenant_id, name, campaign_id=campaign_id, checkpoint_id=checkpoint_id)
+
+
+def register_venue_device(deps: Deps, tenant_id: str, venue_id: str, name: str = "") -> DeviceRegistration:
+    """Register a pending venue camera (it reports VIP sightings of that venue only).
+
+    Raises
+    ------
+    NotFoundError
+        The venue does not exist (in this tenant).
+    """
+    venue = deps.venues.get(tenant_id, venue_id)
+    return _register(deps, tenant_id, name, venue_id=venue.venue_id)
+
+
+def _register(
+    deps: Deps,
+    tenant_id: str,
+    name: str,
+    *,
+    campaign_id: str = "",
+    checkpoint_id: str = "",
+    venue_id: str | None = None,
+) -> DeviceRegistration:
     now = deps.clock.now()
     device = Device(
         tenant_id=tenant_id,
         device_id=uuid.uuid4().hex,
         campaign_id=campaign_id,
         checkpoint_id=checkpoint_id,
+        venue_id=venue_id,
         name=name.strip()[:100],
         created_at=now,
     )

@@ -15,9 +15,8 @@ from eventface.domain.model import (
     Progress,
     check_nickname,
 )
+from eventface.domain.vip import LOCALES, check_push_endpoint
 from eventface.services.deps import Deps
-
-MAX_PUSH_ENDPOINT = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +30,7 @@ class Registration:
     consent: bool
     push_endpoint: str | None = None
     consent_text_version: str = "v1"
+    locale: str = "en"
 
 
 def register_participant(deps: Deps, registration: Registration) -> Participant:
@@ -50,10 +50,10 @@ def register_participant(deps: Deps, registration: Registration) -> Participant:
             "consent is required: the participant must agree to face recognition before registering"
         )
     nickname = check_nickname(registration.nickname)
-    if registration.push_endpoint is not None and not (
-        0 < len(registration.push_endpoint) <= MAX_PUSH_ENDPOINT
-    ):
-        raise InvalidInputError(f"push_endpoint must be 1-{MAX_PUSH_ENDPOINT} characters, or omitted")
+    if registration.push_endpoint is not None:
+        check_push_endpoint(registration.push_endpoint)
+    if registration.locale not in LOCALES:
+        raise InvalidInputError(f"locale must be one of {', '.join(LOCALES)}")
     campaign = deps.campaigns.get(registration.tenant_id, registration.campaign_id)
     if campaign.status is CampaignStatus.ENDED:
         raise StateConflictError(f"campaign {campaign.campaign_id} has ended: registration is closed")
@@ -68,6 +68,7 @@ def register_participant(deps: Deps, registration: Registration) -> Participant:
         created_at=now,
         push_endpoint=registration.push_endpoint,
         template_count=len(templates),
+        locale=registration.locale,
     )
     # Record first, gallery second: a template without a record is never matched (record_scan
     # treats it as unknown). A failed gallery write takes the record back, so a retried

@@ -73,6 +73,11 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
         The participant was scanned concurrently so often that no round could commit.
     """
     device = scan.device
+    if device.venue_id is not None:
+        raise ForbiddenError(
+            f"device {device.device_id} is a camera of venue {device.venue_id}: send its frames to "
+            f"/v1/venues/{device.venue_id}/sightings"
+        )
     if scan.checkpoint_id != device.checkpoint_id:
         raise ForbiddenError(
             f"device {device.device_id} is bound to checkpoint {device.checkpoint_id}, not "
@@ -282,6 +287,7 @@ def _jobs(
             ),
             push_endpoint=participant.push_endpoint,
             created_at=stamp.at,
+            locale=participant.locale,
         )
         for kind in kinds
     )

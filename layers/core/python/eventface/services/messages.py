@@ -1,0 +1,224 @@
+"""Campaign messages: a marketer's push to a segment of a campaign's participants; read them back.
+
+:func:`send_campaign_message` decides who gets the message and writes one notification job per
+participant through the message store's outbox; delivery (and the ``delivered`` / ``failed`` /
+``no_endpoint`` counts) happens later, in the push consumer.
+
+Cost of targeting
+-----------------
+The participants are listed a page at a time (``ceil(N / max_page)`` queries), and each one's
+progress is one ``StampBook.progress`` call, because the port has no batch read: ``N`` reads for
+``N`` participants (on DynamoDB a strongly consistent GetItem each, 1 RCU). With more than
+:data:`CONCURRENT_FROM` participants on a page the reads run on :data:`PROGRESS_READERS` threads, so
+the wall time is about ``N / 8`` round trips: measured with a 5 ms fake round trip, 1,000
+participants take about 0.7 s instead of 5.2 s sequentially. That keeps a campaign of ten
+thousand participants within an API request's time; beyond that, a batch read on the port
+(``BatchGetItem``, 100 keys a call) is the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import replace
+from typing import Final
+
+from eventface.domain.errors import InvalidInputError, StateConflictError
+from eventface.domain.model import (
+    Campaign,
+    CampaignStatus,
+    JobKind,
+    NotificationJob,
+    Page,
+    Participant,
+    Progress,
+)
+from eventface.domain.vip import CampaignMessage, Segment, validate_message
+from eventface.services.deps import Deps
+
+#: Threads reading progress concurrently (bounded: the table's read capacity is shared with scans).
+PROGRESS_READERS: Final = 8
+#: A page with more participants than this reads their progress on the thread pool.
+CONCURRENT_FROM: Final = 16
+
+
+def message_job_id(tenant_id: str, campaign_id: str, message_id: str, participant_id: str) -> str:
+    """The job id of one participant's copy of a message: the same for the same pair, so a retried
+    enqueue of the message's jobs is deduplicated by the queue."""
+    natural = "#".join((JobKind.MESSAGE.value, tenant_id, campaign_id, message_id, participant_id))
+    return hashlib.sha256(natural.encode("utf-8")).hexdigest()[:64]
+
+
+def send_campaign_message(
+    deps: Deps,
+    *,
+    tenant_id: str,
+    campaign_id: str,
+    title: Mapping[str, str],
+    body: Mapping[str, str],
+    segment: Segment,
+    created_by: str,
+) -> CampaignMessage:
+    """Send a message to the participants of a campaign that match ``segment``.
+
+    Every participant is read with their progress (one progress read each; see the module's notes
+    on cost), and each match gets one job in its own locale (else English, else the first locale
+    given). Participants without a push endpoint are targeted too: delivery counts them as
+    ``no_endpoint``, so the marketer sees how many could not be reached.
+
+    Live and ended campaigns can be messaged (thanking completers after the end is a common use);
+    drafts cannot.
+
+    Parameters
+    ----------
+    deps
+        The ports.
+    tenant_id, campaign_id
+        The campaign.
+    title, body
+        Locale (``ja``, ``en``) → text; ``body`` needs at least one locale, ``title`` may be empty.
+    segment
+        Who gets it: at least ``min_stamps`` stamps, completed or not (``None``: either).
+    created_by
+        The user who sends it (for the record).
+
+    Returns
+    -------
+    CampaignMessage
+        The stored message, with ``targeted`` set and the delivery counts at zero.
+
+    Raises
+    ------
+    NotFoundError
+        The campaign does not exist.
+    StateConflictError
+        The campaign is a draft.
+    InvalidInputError
+        An empty body, an unsupported locale, a text too long or empty, a segment nobody can match,
+        no ``created_by``.
+    """
+    campaign = deps.campaigns.get(tenant_id, campaign_id)
+    if campaign.status is CampaignStatus.DRAFT:
+        raise StateConflictError(
+            f"campaign {campaign_id} is a draft: publish it before sending messages to its participants"
+        )
+    if not isinstance(created_by, str) or not created_by.strip():
+        raise InvalidInputError("created_by is empty: pass the id of the user who sends the message")
+    if segment.min_stamps > len(campaign.checkpoints):
+        raise InvalidInputError(
+            f"segment.min_stamps is {segment.min_stamps} but campaign {campaign_id} has only "
+            f"{len(campaign.checkpoints)} checkpoints: nobody could match; lower min_stamps"
+        )
+    now = deps.clock.now()
+    message = validate_message(
+        CampaignMessage(
+            tenant_id=tenant_id,
+            campaign_id=campaign_id,
+            message_id=uuid.uuid4().hex,
+            title=dict(title),
+            body=dict(body),
+            segment=segment,
+            created_at=now,
+            created_by=created_by.strip(),
+        )
+    )
+    # Stored trimmed, as validated (validate_message checks the trimmed texts).
+    message = replace(
+        message,
+        title={locale: text.strip() for locale, text in message.title.items()},
+        body={locale: text.strip() for locale, text in message.body.items()},
+    )
+    jobs: list[NotificationJob] = []
+    for participant, progress in _participants_with_progress(deps, campaign):
+        if not segment.matches(progress.stamps, progress.completed_at is not None):
+            continue
+        job_title, text = message.text_for(participant.locale)
+        jobs.append(
+            NotificationJob(
+                job_id=message_job_id(tenant_id, campaign_id, message.message_id, participant.participant_id),
+                kind=JobKind.MESSAGE,
+                tenant_id=tenant_id,
+                campaign_id=campaign_id,
+                participant_id=participant.participant_id,
+                checkpoint_id="",
+                stamps=progress.stamps,
+                required=campaign.stamps_required,
+                text=text,
+                push_endpoint=participant.push_endpoint,
+                created_at=now,
+                locale=participant.locale,
+                title=job_title,
+                message_id=message.message_id,
+            )
+        )
+    stored = replace(message, targeted=len(jobs))
+    deps.messages.add(stored, jobs)
+    return stored
+
+
+def get_campaign_message(deps: Deps, tenant_id: str, campaign_id: str, message_id: str) -> CampaignMessage:
+    """The message with its delivery counts; NotFoundError if the campaign or message is unknown."""
+    deps.campaigns.get(tenant_id, campaign_id)
+    return deps.messages.get(tenant_id, campaign_id, message_id)
+
+
+def list_campaign_messages(
+    deps: Deps, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[CampaignMessage]:
+    """One page of a campaign's messages, newest first.
+
+    Raises
+    ------
+    NotFoundError
+        The campaign does not exist.
+    InvalidInputError
+        ``limit`` is outside 1 to the policy's page size.
+    """
+    if not 1 <= limit <= deps.policy.max_page:
+        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    deps.campaigns.get(tenant_id, campaign_id)
+    return deps.messages.list(tenant_id, campaign_id, limit, cursor)
+
+
+def _participants_with_progress(deps: Deps, campaign: Campaign) -> list[tuple[Participant, Progress]]:
+    """Every participant of the campaign with their progress, in listing order."""
+    participants = deps.participants
+    stamps = deps.stamps
+    tenant_id, campaign_id = campaign.tenant_id, campaign.campaign_id
+
+    def read(participant: Participant) -> Progress:
+        return stamps.progress(tenant_id, campaign_id, participant.participant_id)
+
+    found: list[tuple[Participant, Progress]] = []
+    with ExitStack() as stack:
+        pool: Executor | None = None
+        page = participants.list(tenant_id, campaign_id, deps.policy.max_page)
+        while True:
+            if pool is None and len(page.items) > CONCURRENT_FROM:
+                # The first read runs here, so that a client built lazily on first use is built once,
+                # not raced for by the threads.
+                first, *rest = page.items
+                found.append((first, read(first)))
+                pool = stack.enter_context(
+                    ThreadPoolExecutor(max_workers=PROGRESS_READERS, thread_name_prefix="progress")
+                )
+                found.extend(_read_all(rest, read, pool))
+            else:
+                found.extend(_read_all(page.items, read, pool))
+            if page.cursor is None:
+                break
+            page = participants.list(tenant_id, campaign_id, deps.policy.max_page, page.cursor)
+    return found
+
+
+def _read_all(
+    participants: Sequence[Participant], read: Callable[[Participant], Progress], pool: Executor | None
+) -> list[tuple[Participant, Progress]]:
+    if pool is None or len(participants) <= 1:
+        return [(participant, read(participant)) for participant in participants]
+    # map keeps the order and re-raises the first failure (a store error fails the whole send:
+    # nothing has been written yet, so the marketer can simply retry).
+    return list(zip(participants, pool.map(read, participants), strict=True))

@@ -1,0 +1,158 @@
+"""record_sighting: a venue camera's frame, searched for VIP members (the device is authenticated).
+
+The answer is fast and never waits for the CRM: every face of the frame is searched in the
+venue's VIP gallery; a recognised member raises an alert unless one was raised inside the venue's
+dedupe window. The alert and its ``vip_enrich`` job are written in one transaction with the dedupe
+lock; the consumer asks the CRM and pushes to the staff afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from eventface.domain.access import AuditEntry, AuditOutcome, PrincipalKind
+from eventface.domain.errors import FaceNotFoundError, ForbiddenError, InvalidInputError
+from eventface.domain.model import DeviceCredential, Identification, Probe
+from eventface.domain.vip import SightedFace, SightingResult, SightingWrite, Venue, VipAlert, VipMember
+from eventface.services import rate_limits
+from eventface.services.deps import Deps
+
+#: I/O a sighting overlaps with the face engine (the rate-limit write).
+_BACKGROUND: Final = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sighting-io")
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A frame (Type A) or one face's template computed on the device (Type B) from a venue."""
+
+    device: DeviceCredential
+    venue_id: str
+    photo: bytes | None = None
+    template: Probe | None = None
+
+
+def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
+    """Search every face of the frame in the venue's VIP gallery; alert once per member and window.
+
+    A frame without a face, or with nobody known, is an answer (``faces`` empty or all
+    ``vip: false``), not an error. Every sighting is audited (which device searched, how many faces,
+    which alerts); no image or template is kept.
+
+    Raises
+    ------
+    ForbiddenError
+        The device belongs to another venue (or is a checkpoint camera).
+    InvalidInputError, PayloadTooLargeError
+        Neither or both of photo and template, an unreadable photo, a template of another model.
+    TooManyRequestsError
+        The device is over its rate limit (nothing is written).
+    """
+    device = sighting.device
+    if device.venue_id != sighting.venue_id:
+        raise ForbiddenError(
+            f"device {device.device_id} is not a camera of venue {sighting.venue_id}: "
+            "register it for this venue, or send its frames to its own venue"
+        )
+    if (sighting.photo is None) == (sighting.template is None):
+        raise InvalidInputError("send either a photo or a template, not both and not neither")
+    admission = _BACKGROUND.submit(
+        rate_limits.check,
+        deps.limiter,
+        deps.clock,
+        kind=rate_limits.DEVICE,
+        principal_id=device.device_id,
+        limit=deps.policy.rate_limits.per_device_per_minute,
+    )
+    venue = deps.venues.get(device.tenant_id, sighting.venue_id)
+    deps.gallery.prefetch(venue.gallery_id)
+    try:
+        probes = (
+            (sighting.template,)
+            if sighting.template is not None
+            else deps.faces.probes(sighting.photo or b"", deps.policy.max_faces_per_frame)
+        )
+    except FaceNotFoundError:
+        probes = ()
+    found = [deps.gallery.identify(venue.gallery_id, p, deps.policy.fmr_per_scan) for p in probes]
+    matched = [i.participant_id for i in found if i.participant_id is not None]
+    members = deps.vip_members.find_many(venue.tenant_id, venue.venue_id, matched) if matched else {}
+    admission.result()  # over the limit: refused before anything is written
+    now = deps.clock.now()
+    audit = _audit(deps, device, venue, now, len(probes))
+    faces: list[SightedFace] = []
+    alerted: set[str] = set()
+    for probe, identification in zip(probes, found, strict=True):
+        member = members.get(identification.participant_id or "")
+        if member is None:
+            faces.append(_stranger(probe, identification))
+            continue
+        alert_id = None
+        if member.member_id not in alerted:  # the same person twice in one frame: one alert
+            alert = _alert(venue, member, device, identification, now)
+            claimed = deps.alerts.claim(
+                SightingWrite(
+                    alert=alert,
+                    dedupe_key="#".join(("vip", venue.tenant_id, venue.venue_id, member.member_id)),
+                    dedupe_until=now + venue.dedupe_window,
+                    audit=audit if not alerted else None,
+                )
+            )
+            if claimed:
+                alerted.add(member.member_id)
+                alert_id = alert.alert_id
+        faces.append(
+            SightedFace(
+                vip=True,
+                member_id=member.member_id,
+                name=member.name,
+                tier=member.tier or None,
+                similarity=identification.similarity,
+                alerted=alert_id is not None,
+                alert_id=alert_id,
+                masked=probe.masked,
+            )
+        )
+    if not alerted:  # no transaction carried the audit entry
+        deps.audit.append(audit)
+    threshold = next((i.threshold for i in found if i.threshold is not None), None)
+    return SightingResult(faces=tuple(faces), threshold=threshold)
+
+
+def _stranger(probe: Probe, identification: Identification) -> SightedFace:
+    return SightedFace(vip=False, similarity=identification.similarity, masked=probe.masked)
+
+
+def _alert(
+    venue: Venue, member: VipMember, device: DeviceCredential, identification: Identification, now: datetime
+) -> VipAlert:
+    return VipAlert(
+        tenant_id=venue.tenant_id,
+        venue_id=venue.venue_id,
+        alert_id=uuid.uuid4().hex,
+        member_id=member.member_id,
+        name=member.name,
+        sighted_at=now,
+        device_id=device.device_id,
+        similarity=identification.similarity or 0.0,
+        tier=member.tier,
+        crm_customer_id=member.crm_customer_id,
+    )
+
+
+def _audit(deps: Deps, device: DeviceCredential, venue: Venue, now: datetime, faces: int) -> AuditEntry:
+    """Every search leaves a trace: which device searched which venue's VIPs, and when."""
+    return AuditEntry(
+        tenant_id=venue.tenant_id,
+        entry_id=uuid.uuid4().hex,
+        at=now,
+        actor=f"{PrincipalKind.DEVICE.value}:{device.device_id}",
+        action="sighting",
+        target=f"/v1/venues/{venue.venue_id}/sightings",
+        outcome=AuditOutcome.OK,
+        detail=f"{faces} face(s) searched",
+        expires_at=now + timedelta(days=deps.policy.audit_retention_days),
+    )

@@ -1,0 +1,211 @@
+"""Venues: create and configure (dedupe window, CRM connector), VIP members (face + profile
+pointers), and the staff devices subscribed to a venue's alerts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+
+from eventface.domain.errors import InvalidInputError
+from eventface.domain.model import Page
+from eventface.domain.vip import (
+    DEFAULT_DEDUPE_MINUTES,
+    CrmConfig,
+    StaffDevice,
+    StaffPlatform,
+    Venue,
+    VipMember,
+    validate_member,
+    validate_staff_device,
+    validate_venue,
+)
+from eventface.services.deps import Deps
+
+#: Staff devices one venue may have (every alert is pushed to each of them).
+MAX_STAFF_DEVICES = 200
+
+
+def create_venue(
+    deps: Deps,
+    tenant_id: str,
+    name: str,
+    *,
+    dedupe_minutes: int | None = None,
+    crm: CrmConfig | None = None,
+) -> Venue:
+    """A new venue with an empty VIP gallery; InvalidInputError for bad settings."""
+    venue = Venue(
+        tenant_id=tenant_id,
+        venue_id=uuid.uuid4().hex,
+        name=name.strip() if isinstance(name, str) else name,
+        created_at=deps.clock.now(),
+        dedupe_minutes=DEFAULT_DEDUPE_MINUTES if dedupe_minutes is None else dedupe_minutes,
+        crm=crm or CrmConfig(),
+    )
+    return deps.venues.add(validate_venue(venue))
+
+
+@dataclass(frozen=True, slots=True)
+class VenueChanges:
+    """Fields to change (None: keep)."""
+
+    name: str | None = None
+    dedupe_minutes: int | None = None
+    crm: CrmConfig | None = None
+
+
+def update_venue(deps: Deps, tenant_id: str, venue_id: str, changes: VenueChanges) -> Venue:
+    """Change a venue's name, dedupe window or CRM connector (optimistic locking: a concurrent
+    change is StateConflictError, reload and retry)."""
+    venue = deps.venues.get(tenant_id, venue_id)
+    updated = replace(
+        venue,
+        name=changes.name.strip() if changes.name is not None else venue.name,
+        dedupe_minutes=venue.dedupe_minutes if changes.dedupe_minutes is None else changes.dedupe_minutes,
+        crm=changes.crm or venue.crm,
+    )
+    return deps.venues.save(validate_venue(updated))
+
+
+def get_venue(deps: Deps, tenant_id: str, venue_id: str) -> Venue:
+    return deps.venues.get(tenant_id, venue_id)
+
+
+def list_venues(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Venue]:
+    return deps.venues.list(tenant_id, _limit(deps, limit), cursor)
+
+
+# -- VIP members --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRegistration:
+    """A VIP to recognise: the face photo (not kept), the greeting name, tier, CRM id, notes."""
+
+    tenant_id: str
+    venue_id: str
+    photo: bytes
+    name: str
+    tier: str = ""
+    crm_customer_id: str = ""
+    notes: str = ""
+
+
+def add_member(deps: Deps, registration: MemberRegistration) -> VipMember:
+    """Enrol the face into the venue's VIP gallery and store the member.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown venue.
+    InvalidInputError, FaceQualityError, FaceNotFoundError, PayloadTooLargeError
+        Bad fields; the photo fails the quality gate, has no face or is too large.
+    """
+    venue = deps.venues.get(registration.tenant_id, registration.venue_id)
+    member = validate_member(
+        VipMember(
+            tenant_id=venue.tenant_id,
+            venue_id=venue.venue_id,
+            member_id=uuid.uuid4().hex,
+            name=registration.name.strip() if isinstance(registration.name, str) else "",
+            created_at=deps.clock.now(),
+            tier=registration.tier.strip(),
+            crm_customer_id=registration.crm_customer_id.strip(),
+            notes=registration.notes.strip(),
+        )
+    )
+    templates = deps.faces.enrol(registration.photo)
+    member = replace(member, template_count=len(templates))
+    # Record first, gallery second (as for participants): a template without a record is never
+    # alerted, and a failed gallery write takes the record back.
+    deps.vip_members.add(member)
+    try:
+        deps.gallery.add(venue.gallery_id, member.member_id, templates)
+    except Exception:
+        deps.vip_members.delete(member.tenant_id, member.venue_id, member.member_id)
+        raise
+    return member
+
+
+def get_member(deps: Deps, tenant_id: str, venue_id: str, member_id: str) -> VipMember:
+    deps.venues.get(tenant_id, venue_id)
+    return deps.vip_members.get(tenant_id, venue_id, member_id)
+
+
+def list_members(
+    deps: Deps, tenant_id: str, venue_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[VipMember]:
+    deps.venues.get(tenant_id, venue_id)
+    return deps.vip_members.list(tenant_id, venue_id, _limit(deps, limit), cursor)
+
+
+def remove_member(deps: Deps, tenant_id: str, venue_id: str, member_id: str) -> bool:
+    """Erase a member's templates and record (idempotent); True if there was a record.
+    Alerts already raised stay for the venue's records."""
+    venue = deps.venues.get(tenant_id, venue_id)
+    deps.gallery.delete_participant(venue.gallery_id, member_id)
+    return deps.vip_members.delete(tenant_id, venue_id, member_id)
+
+
+# -- staff devices ------------------------------------------------------------------------------
+
+
+def subscribe_staff_device(
+    deps: Deps,
+    tenant_id: str,
+    venue_id: str,
+    *,
+    name: str,
+    platform: str,
+    token: str = "",
+    locale: str = "ja",
+) -> StaffDevice:
+    """Subscribe a staff member's device to the venue's VIP alerts.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown venue.
+    InvalidInputError
+        Unknown platform, a missing token, an unsupported locale, too many devices.
+    """
+    venue = deps.venues.get(tenant_id, venue_id)
+    try:
+        kind = StaffPlatform(platform)
+    except ValueError:
+        known = ", ".join(p.value for p in StaffPlatform)
+        raise InvalidInputError(f"platform {platform!r} is not supported: use one of {known}") from None
+    if len(deps.staff_devices.list(tenant_id, venue_id)) >= MAX_STAFF_DEVICES:
+        raise InvalidInputError(
+            f"venue {venue_id} has {MAX_STAFF_DEVICES} staff devices: unsubscribe one first"
+        )
+    device = validate_staff_device(
+        StaffDevice(
+            tenant_id=venue.tenant_id,
+            venue_id=venue.venue_id,
+            staff_device_id=uuid.uuid4().hex,
+            name=name.strip() if isinstance(name, str) else "",
+            platform=kind,
+            created_at=deps.clock.now(),
+            token=token.strip() if isinstance(token, str) else "",
+            locale=locale,
+        )
+    )
+    deps.staff_devices.add(device)
+    return device
+
+
+def list_staff_devices(deps: Deps, tenant_id: str, venue_id: str) -> tuple[StaffDevice, ...]:
+    deps.venues.get(tenant_id, venue_id)
+    return deps.staff_devices.list(tenant_id, venue_id)
+
+
+def unsubscribe_staff_device(deps: Deps, tenant_id: str, venue_id: str, staff_device_id: str) -> bool:
+    deps.venues.get(tenant_id, venue_id)
+    return deps.staff_devices.delete(tenant_id, venue_id, staff_device_id)
+
+
+def _limit(deps: Deps, limit: int) -> int:
+    if not 1 <= limit <= deps.policy.max_page:
+        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    return limit

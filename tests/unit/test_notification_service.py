@@ -1,0 +1,330 @@
+"""Push dispatch of notification jobs (stamps, completions, campaign messages) and the push adapter:
+templates per locale, push addresses, and the deployment's sender (inbox in tmp_path)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventface.adapters import push
+from eventface.adapters.memory import FixedClock, in_memory_ports
+from eventface.bootstrap import Container, bootstrap
+from eventface.domain.model import JobKind, NotificationJob
+from eventface.domain.vip import CampaignMessage, Segment
+from eventface.services.deps import Policy
+from eventface.services.notifications import dispatch_job
+from eventface.settings import (
+    PUSH_INBOX_DIR,
+    PUSH_WEBHOOK_SECRET_ID,
+    SNS_APNS_APPLICATION_ARN,
+    SNS_FCM_APPLICATION_ARN,
+    Settings,
+)
+from mobile_push import Recipient, read_inbox, verify_signature
+
+TENANT = "acme"
+CAMPAIGN = "rally"
+NOW = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def _job(kind: JobKind = JobKind.STAMP, **changes: Any) -> NotificationJob:
+    fields: dict[str, Any] = {
+        "job_id": f"job-{kind.value}",
+        "kind": kind,
+        "tenant_id": TENANT,
+        "campaign_id": CAMPAIGN,
+        "participant_id": "p1",
+        "checkpoint_id": "gate",
+        "stamps": 2,
+        "required": 3,
+        "text": "Ann, you have 2 of 3 stamps!",
+        "push_endpoint": "inbox:",
+        "created_at": NOW,
+        "locale": "en",
+        **changes,
+    }
+    return NotificationJob(**fields)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    return tmp_path / "inbox"
+
+
+@pytest.fixture
+def deps(inbox: Path) -> Container:
+    sender = push.build_push_sender(Settings({PUSH_INBOX_DIR: str(inbox)}), sleep=lambda _: None)
+    return bootstrap(
+        Settings({}), policy=Policy(), push=sender, **in_memory_ports(clock=FixedClock(NOW))
+    ).deps
+
+
+@pytest.fixture
+def message(deps: Container) -> CampaignMessage:
+    sent = CampaignMessage(
+        TENANT,
+        CAMPAIGN,
+        "msg-1",
+        {"ja": "特典", "en": "Offer"},
+        {"ja": "本日限定", "en": "Today only"},
+        Segment(min_stamps=1),
+        NOW,
+        "user:marketer",
+        targeted=3,
+    )
+    deps.messages.add(sent, [])
+    return sent
+
+
+# -- dispatch_job ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "locale", "title"),
+    [
+        (JobKind.STAMP, "ja", "スタンプを獲得しました"),
+        (JobKind.STAMP, "en", "Stamp collected"),
+        (JobKind.COMPLETION, "ja", "スタンプラリー達成！"),
+        (JobKind.COMPLETION, "en-GB", "Stamp rally complete!"),
+        (JobKind.STAMP, "fr", "Stamp collected"),
+    ],
+)
+def test_dispatch_job_stamp_and_completion_have_a_localised_title_and_the_rendered_text(
+    deps: Container, inbox: Path, kind: JobKind, locale: str, title: str
+) -> None:
+    # when
+    receipt = dispatch_job(deps, _job(kind, locale=locale))
+    # then the participant's inbox (named by the participant id) has the push
+    assert receipt is not None and receipt.status == "delivered", receipt
+    (pushed,) = read_inbox(inbox, "p1")
+    assert pushed["title"] == title
+    assert pushed["body"] == "Ann, you have 2 of 3 stamps!"
+    assert pushed["data"] == {"kind": kind.value, "campaign_id": CAMPAIGN, "stamps": "2", "required": "3"}
+
+
+def test_dispatch_job_message_is_pushed_and_counted_delivered(
+    deps: Container, inbox: Path, message: CampaignMessage
+) -> None:
+    # given a campaign message job, already in the participant's locale
+    job = _job(JobKind.MESSAGE, title="特典", text="本日限定", locale="ja", message_id="msg-1")
+    # when
+    receipt = dispatch_job(deps, job)
+    # then
+    assert receipt is not None and receipt.status == "delivered"
+    (pushed,) = read_inbox(inbox, "p1")
+    assert (pushed["title"], pushed["body"]) == ("特典", "本日限定")
+    assert pushed["data"] == {"kind": "message", "campaign_id": CAMPAIGN, "message_id": "msg-1"}
+    counted = deps.messages.get(TENANT, CAMPAIGN, "msg-1")
+    assert (counted.delivered, counted.failed, counted.no_endpoint) == (1, 0, 0)
+
+
+def test_dispatch_job_message_to_an_unconfigured_provider_is_counted_failed(
+    deps: Container, inbox: Path, message: CampaignMessage
+) -> None:
+    # given a participant with an FCM token and no SNS configured
+    job = _job(JobKind.MESSAGE, title="Offer", text="Today only", push_endpoint="fcm:tok", message_id="msg-1")
+    # when
+    receipt = dispatch_job(deps, job)
+    # then the receipt says which setting to set, and the message counts a failure
+    assert receipt is not None and receipt.status == "failed"
+    assert SNS_FCM_APPLICATION_ARN in (receipt.reason or "")
+    counted = deps.messages.get(TENANT, CAMPAIGN, "msg-1")
+    assert (counted.delivered, counted.failed, counted.no_endpoint) == (0, 1, 0)
+    assert read_inbox(inbox, "p1") == []
+
+
+def test_dispatch_job_message_without_endpoint_is_counted_no_endpoint(
+    deps: Container, inbox: Path, message: CampaignMessage
+) -> None:
+    receipt = dispatch_job(deps, _job(JobKind.MESSAGE, push_endpoint=None, message_id="msg-1"))
+    assert receipt is None
+    counted = deps.messages.get(TENANT, CAMPAIGN, "msg-1")
+    assert (counted.delivered, counted.failed, counted.no_endpoint) == (0, 0, 1)
+
+
+def test_dispatch_job_stamp_without_endpoint_sends_and_counts_nothing(
+    deps: Container, inbox: Path, message: CampaignMessage
+) -> None:
+    assert dispatch_job(deps, _job(push_endpoint=None)) is None
+    assert read_inbox(inbox, "p1") == []
+    counted = deps.messages.get(TENANT, CAMPAIGN, "msg-1")
+    assert (counted.delivered, counted.failed, counted.no_endpoint) == (0, 0, 0)
+
+
+def test_dispatch_job_unknown_platform_is_a_failed_receipt(deps: Container) -> None:
+    receipt = dispatch_job(deps, _job(push_endpoint="pager:123"))
+    assert receipt is not None and receipt.status == "failed"
+    assert "no provider named 'pager'" in (receipt.reason or "")
+
+
+# -- push addresses and the sender -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "provider", "provider_address"),
+    [
+        ("apns:abc", "sns", "apns:abc"),
+        ("fcm:def", "sns", "fcm:def"),
+        (("fcm", "def"), "sns", "fcm:def"),
+        ("webhook:https://desk.example/push?x=1", "webhook", "https://desk.example/push?x=1"),
+        (("webhook", "https://desk.example/push"), "webhook", "https://desk.example/push"),
+        ("inbox:", "inbox", ""),
+        (("inbox", ""), "inbox", ""),
+        (
+            "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/app/1",
+            "sns",
+            "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/app/1",
+        ),
+        ("pager:123", "pager", "123"),
+    ],
+)
+def test_recipient_maps_platforms_to_providers(
+    address: str | tuple[str, str], provider: str, provider_address: str
+) -> None:
+    made = push.recipient("d1", address, "ja", {"text": "t"})
+    assert made == Recipient("d1", provider, provider_address, "ja", {"text": "t"})
+
+
+@pytest.mark.parametrize(
+    ("address", "setting"),
+    [
+        ("inbox:", PUSH_INBOX_DIR),
+        ("fcm:t", SNS_FCM_APPLICATION_ARN),
+        ("apns:t", SNS_APNS_APPLICATION_ARN),
+        ("webhook:https://desk.example/push", PUSH_WEBHOOK_SECRET_ID),
+    ],
+)
+def test_unconfigured_provider_receipt_names_the_setting(address: str, setting: str) -> None:
+    sender = push.build_push_sender(Settings({}), sleep=lambda _: None)
+    (receipt,) = sender.send(push.template("stamp"), [push.recipient("p1", address, "en", _STAMP_VARIABLES)])
+    assert receipt.status == "failed"
+    assert setting in (receipt.reason or "")
+
+
+def test_sns_with_only_apns_configured_refuses_fcm_devices_with_the_setting() -> None:
+    made: list[str] = []
+
+    def no_client() -> Any:
+        made.append("sns")
+        raise AssertionError("no SNS call is needed to refuse an unconfigured platform")
+
+    settings = Settings({SNS_APNS_APPLICATION_ARN: "arn:aws:sns:us-east-1:1:app/APNS/ios"})
+    sender = push.build_push_sender(settings, sns_client=no_client, sleep=lambda _: None)
+    (receipt,) = sender.send(push.template("stamp"), [push.recipient("p1", "fcm:t", "en", _STAMP_VARIABLES)])
+    assert receipt.status == "failed" and SNS_FCM_APPLICATION_ARN in (receipt.reason or "")
+    assert made == []
+
+
+_STAMP_VARIABLES = {"text": "hi", "campaign_id": "c", "stamps": "1", "required": "2"}
+
+
+@dataclass
+class Hook:
+    url: str = ""
+    bodies: list[tuple[bytes, str]] = field(default_factory=list)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    """A webhook receiver on 127.0.0.1 that records each body with its signature header."""
+    state = Hook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state.bodies.append((body, self.headers.get("X-Signature", "")))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/push"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class FakeSecrets:
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.reads = 0
+
+    def get_secret_value(self, **request: str) -> dict[str, str]:
+        self.reads += 1
+        return {"SecretString": self.value}
+
+
+def test_webhook_push_is_signed_with_the_secret_read_once(hook: Hook) -> None:
+    # given a sender whose webhook key is a secret
+    secrets = FakeSecrets("s3cret")
+    settings = Settings({PUSH_WEBHOOK_SECRET_ID: "push/webhook"})
+    sender = push.build_push_sender(settings, secrets_client=lambda: secrets, sleep=lambda _: None)
+    assert secrets.reads == 0  # nothing is read before the first push
+    # when two pushes go to a webhook device
+    for _ in range(2):
+        (receipt,) = sender.send(
+            push.template("stamp"), [push.recipient("p1", f"webhook:{hook.url}", "ja", _STAMP_VARIABLES)]
+        )
+        assert receipt.status == "delivered", receipt.reason
+    # then both were signed with the secret, read once
+    assert secrets.reads == 1 and len(hook.bodies) == 2
+    body, signature = hook.bodies[0]
+    assert verify_signature(b"s3cret", body, signature)
+    assert json.loads(body)["title"] == "スタンプを獲得しました"
+
+
+def test_webhook_secret_that_cannot_be_read_is_a_failed_receipt_with_instructions() -> None:
+    class Missing:
+        def get_secret_value(self, **request: str) -> dict[str, str]:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "GetSecretValue")
+
+    settings = Settings({PUSH_WEBHOOK_SECRET_ID: "push/webhook"})
+    sender = push.build_push_sender(settings, secrets_client=Missing, sleep=lambda _: None)
+    (receipt,) = sender.send(
+        push.template("stamp"), [push.recipient("p1", "webhook:https://x.example/p", "en", _STAMP_VARIABLES)]
+    )
+    assert receipt.status == "failed"
+    assert "check that the secret 'push/webhook'" in (receipt.reason or "")
+
+
+@pytest.mark.parametrize("name", ["stamp", "completion", "message", "vip_alert"])
+def test_every_template_has_japanese_and_english(name: str) -> None:
+    template = push.template(name)
+    assert {"ja", "en"} <= set(template.texts) and template.fallback_locale == "en"
+
+
+def test_sender_factory_is_lazy() -> None:
+    calls: list[str] = []
+
+    def factory(name: str) -> Callable[[], Any]:
+        def make() -> Any:
+            calls.append(name)
+            raise AssertionError("not expected")
+
+        return make
+
+    settings = Settings(
+        {
+            SNS_FCM_APPLICATION_ARN: "arn:aws:sns:us-east-1:1:app/GCM/android",
+            PUSH_WEBHOOK_SECRET_ID: "push/webhook",
+        }
+    )
+    push.build_push_sender(settings, sns_client=factory("sns"), secrets_client=factory("secrets"))
+    assert calls == []
