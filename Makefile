@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES ?= ../shared/data/faces
 
-.PHONY: test lint bench bench-accuracy bench-latency bench-search bench-scan models clean
+.PHONY: test lint bench bench-accuracy bench-latency bench-search bench-scan bench-vip models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ demo: $(STAMP)
 models: $(STAMP)
 	$(BIN)/eventface models prepare
 
-bench: bench-accuracy bench-latency bench-search bench-scan
+bench: bench-accuracy bench-latency bench-search bench-scan bench-vip
 
 bench-accuracy: $(STAMP)
 	$(BIN)/eventface bench accuracy --data $(FACES)
@@ -47,6 +47,9 @@ bench-search: $(STAMP)
 
 bench-scan: $(STAMP)
 	$(BIN)/eventface bench scan --n 10000 100000
+
+bench-vip: $(STAMP)
+	$(BIN)/eventface bench vip
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -41,6 +41,12 @@ def _bench_scan(args: argparse.Namespace) -> int:
     return scan.main(args)
 
 
+def _bench_vip(args: argparse.Namespace) -> int:
+    from eventface.bench import vip
+
+    return vip.main(args)
+
+
 def _bench_calibrate(args: argparse.Namespace) -> int:
     from eventface.bench import calibrate
 
@@ -85,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     scn.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000], help="distractor templates")
     scn.add_argument("--runs", type=int, default=100, help="timed scans per gallery size")
     scn.set_defaults(func=_bench_scan)
+
+    vip = bench.add_parser(
+        "vip", help="VIP sighting to staff push on the local stack, CRM healthy and timing out"
+    )
+    vip.add_argument("--n", type=int, default=30, help="timed sightings per CRM condition, after warm-up")
+    vip.add_argument("--deadline-ms", type=int, default=500, help="the venue's CRM deadline in ms (50-10000)")
+    vip.set_defaults(func=_bench_vip)
 
     cal = bench.add_parser("calibrate", help="fit the impostor tail that sets open-set thresholds")
     cal.add_argument("--data", type=Path, required=True)
