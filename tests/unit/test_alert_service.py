@@ -12,13 +12,7 @@ from typing import Any
 
 import pytest
 
-from eventface.adapters.crm import (
-    CrmProfile,
-    HttpAnswer,
-    ProfileLookup,
-    RestCrmConnector,
-    VenueCrmDirectory,
-)
+from eventface.adapters.crm import HttpAnswer, RestCrmConnector, VenueCrmDirectory
 from eventface.adapters.memory import FixedClock, in_memory_ports
 from eventface.adapters.push import build_push_sender
 from eventface.bootstrap import Container, bootstrap
@@ -27,6 +21,8 @@ from eventface.domain.vip import (
     AlertJob,
     CrmConfig,
     CrmKind,
+    CrmProfile,
+    ProfileLookup,
     ProfileStatus,
     SightingWrite,
     StaffDevice,

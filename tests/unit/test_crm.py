@@ -14,15 +14,15 @@ from eventface.adapters.crm import (
     WEBHOOK_HAS_NO_PROFILES,
     BreakerState,
     CircuitBreaker,
-    CrmGateway,
     HttpAnswer,
     ProfileCache,
-    ProfileLookup,
     RestCrmConnector,
     WebhookCrmConnector,
     mapped_fields,
 )
 from eventface.domain.errors import DependencyError, InvalidInputError
+from eventface.domain.vip import ProfileLookup
+from eventface.ports_vip import CrmGateway
 
 URL = "https://crm.example/api/customers/{customer_id}"
 FIELD_MAP = {"name": "data.profile.fullName", "tier": "data.membership.level", "email": "data.emails.0"}

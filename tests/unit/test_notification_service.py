@@ -19,6 +19,7 @@ from eventface.adapters.memory import FixedClock, in_memory_ports
 from eventface.bootstrap import Container, bootstrap
 from eventface.domain.model import JobKind, NotificationJob
 from eventface.domain.vip import CampaignMessage, Segment
+from eventface.services import push_messages as messages
 from eventface.services.deps import Policy
 from eventface.services.notifications import dispatch_job
 from eventface.settings import (
@@ -189,7 +190,7 @@ def test_dispatch_job_unknown_platform_is_a_failed_receipt(deps: Container) -> N
 def test_recipient_maps_platforms_to_providers(
     address: str | tuple[str, str], provider: str, provider_address: str
 ) -> None:
-    made = push.recipient("d1", address, "ja", {"text": "t"})
+    made = messages.recipient("d1", address, "ja", {"text": "t"})
     assert made == Recipient("d1", provider, provider_address, "ja", {"text": "t"})
 
 
@@ -204,7 +205,9 @@ def test_recipient_maps_platforms_to_providers(
 )
 def test_unconfigured_provider_receipt_names_the_setting(address: str, setting: str) -> None:
     sender = push.build_push_sender(Settings({}), sleep=lambda _: None)
-    (receipt,) = sender.send(push.template("stamp"), [push.recipient("p1", address, "en", _STAMP_VARIABLES)])
+    (receipt,) = sender.send(
+        messages.template("stamp"), [messages.recipient("p1", address, "en", _STAMP_VARIABLES)]
+    )
     assert receipt.status == "failed"
     assert setting in (receipt.reason or "")
 
@@ -218,7 +221,9 @@ def test_sns_with_only_apns_configured_refuses_fcm_devices_with_the_setting() ->
 
     settings = Settings({SNS_APNS_APPLICATION_ARN: "arn:aws:sns:us-east-1:1:app/APNS/ios"})
     sender = push.build_push_sender(settings, sns_client=no_client, sleep=lambda _: None)
-    (receipt,) = sender.send(push.template("stamp"), [push.recipient("p1", "fcm:t", "en", _STAMP_VARIABLES)])
+    (receipt,) = sender.send(
+        messages.template("stamp"), [messages.recipient("p1", "fcm:t", "en", _STAMP_VARIABLES)]
+    )
     assert receipt.status == "failed" and SNS_FCM_APPLICATION_ARN in (receipt.reason or "")
     assert made == []
 
@@ -278,7 +283,8 @@ def test_webhook_push_is_signed_with_the_secret_read_once(hook: Hook) -> None:
     # when two pushes go to a webhook device
     for _ in range(2):
         (receipt,) = sender.send(
-            push.template("stamp"), [push.recipient("p1", f"webhook:{hook.url}", "ja", _STAMP_VARIABLES)]
+            messages.template("stamp"),
+            [messages.recipient("p1", f"webhook:{hook.url}", "ja", _STAMP_VARIABLES)],
         )
         assert receipt.status == "delivered", receipt.reason
     # then both were signed with the secret, read once
@@ -298,7 +304,8 @@ def test_webhook_secret_that_cannot_be_read_is_a_failed_receipt_with_instruction
     settings = Settings({PUSH_WEBHOOK_SECRET_ID: "push/webhook"})
     sender = push.build_push_sender(settings, secrets_client=Missing, sleep=lambda _: None)
     (receipt,) = sender.send(
-        push.template("stamp"), [push.recipient("p1", "webhook:https://x.example/p", "en", _STAMP_VARIABLES)]
+        messages.template("stamp"),
+        [messages.recipient("p1", "webhook:https://x.example/p", "en", _STAMP_VARIABLES)],
     )
     assert receipt.status == "failed"
     assert "check that the secret 'push/webhook'" in (receipt.reason or "")
@@ -306,7 +313,7 @@ def test_webhook_secret_that_cannot_be_read_is_a_failed_receipt_with_instruction
 
 @pytest.mark.parametrize("name", ["stamp", "completion", "message", "vip_alert"])
 def test_every_template_has_japanese_and_english(name: str) -> None:
-    template = push.template(name)
+    template = messages.template(name)
     assert {"ja", "en"} <= set(template.texts) and template.fallback_locale == "en"
 
 

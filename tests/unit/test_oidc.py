@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from eventface.adapters.oidc import OidcConfig, OidcVerifier, TokenClaims, bearer_token
+from eventface.adapters.oidc import OidcConfig, OidcVerifier, TokenClaims
 from eventface.domain.errors import DependencyError, UnauthorizedError
 from eventface.ports_access import TokenVerifier
+from eventface.services.auth import bearer_token
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_pool"
 CLIENT_ID = "portal-client"

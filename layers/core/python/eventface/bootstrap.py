@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
-from eventface.adapters.rate_limit import RateLimiter
 from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority, Principal
 from eventface.domain.model import (
     Campaign,
@@ -42,7 +41,7 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
-from eventface.ports_access import ApiKeyRepository, AuditLog, TokenVerifier
+from eventface.ports_access import ApiKeyRepository, AuditLog, RateLimiter, TokenVerifier
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,

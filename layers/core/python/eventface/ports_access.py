@@ -1,4 +1,4 @@
-"""Ports of access control: management API keys, the audit log and sign-in tokens (``Protocol``).
+"""Ports of access control: API keys, the audit log, sign-in tokens, rate counters (``Protocol``).
 
 Kept apart from :mod:`eventface.ports` so the access-control work does not touch the scan path's
 ports. Adapters: ``eventface.adapters.dynamo_access`` (DynamoDB), ``eventface.adapters.memory_access``
@@ -86,4 +86,23 @@ class TokenVerifier(Protocol):
     def verify(self, token: str) -> VerifiedToken:
         """The token's claims once its signature, issuer, audience and expiry check out;
         UnauthorizedError otherwise."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Counts requests per key in fixed windows of ``window_seconds``."""
+
+    def hit(self, key: str, limit: int, window_seconds: int, now: datetime) -> int | None:
+        """Count one request for ``key`` in the window containing ``now``.
+
+        Returns
+        -------
+        int | None
+            None while the window's count (this request included) is at most ``limit``; else the
+            whole seconds until the window ends (at least 1), for ``Retry-After``.
+        """
+        ...
+
+    def peek(self, key: str, window_seconds: int, now: datetime) -> int:
+        """The count of ``key`` in the window containing ``now``, without counting (0 if none)."""
         ...

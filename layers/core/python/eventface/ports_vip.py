@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from eventface.adapters.crm import CrmGateway
 from eventface.domain.model import NotificationJob, Page
 from eventface.domain.vip import (
     CampaignMessage,
+    ProfileLookup,
     ProfileStatus,
     SightingWrite,
     StaffDevice,
@@ -168,6 +168,21 @@ class MessageStore(Protocol):
     def count(self, tenant_id: str, campaign_id: str, message_id: str, outcome: str) -> None:
         """Add one to the message's ``outcome`` counter (``delivered``, ``failed`` or
         ``no_endpoint``); the caller counts each job once (idempotent consumer)."""
+        ...
+
+
+class CrmGateway(Protocol):
+    """A venue's CRM, as the VIP enrichment consumer sees it."""
+
+    def lookup(self, customer_id: str, *, deadline_s: float) -> ProfileLookup:
+        """Return the customer's profile, answering within ``deadline_s`` seconds.
+
+        Never raises for CRM trouble: a CRM that is down, slow or refusing is ``"unavailable"``.
+        """
+        ...
+
+    def notify(self, sighting: dict[str, object]) -> None:
+        """Tell the CRM that a VIP was seen; raises ``DependencyError`` when that fails."""
         ...
 
 

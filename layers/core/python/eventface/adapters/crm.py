@@ -34,18 +34,17 @@ import urllib.parse
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import cache
-from typing import IO, Any, Final, Literal, Protocol
+from typing import IO, Any, Final, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eventface import aws
 from eventface.domain.errors import DependencyError, InvalidInputError
-from eventface.domain.vip import CrmConfig, CrmKind, Venue
-
-LookupStatus = Literal["ok", "not_found", "unavailable"]
+from eventface.domain.vip import CrmConfig, CrmKind, CrmProfile, ProfileLookup, Venue
+from eventface.ports_vip import CrmGateway
 
 #: The auth header value read from Secrets Manager is re-read after this long (rotation).
 SECRET_CACHE_SECONDS: Final = 300.0
@@ -54,67 +53,6 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 #: An attempt is not started (nor a backoff pause taken) with less budget than this left.
 MIN_ATTEMPT_SECONDS: Final = 0.01
 WEBHOOK_HAS_NO_PROFILES: Final = "webhook connectors do not provide profiles"
-
-
-@dataclass(frozen=True, slots=True)
-class CrmProfile:
-    """A guest's profile as the venue's CRM knows it, mapped to our field names.
-
-    Parameters
-    ----------
-    customer_id
-        The CRM's id of the customer (the VIP member's external id).
-    name, tier
-        The mapped ``name`` and ``tier`` fields; ``None`` when the CRM answer lacks them.
-    fields
-        Every other mapped field found in the answer, as text; missing fields are absent.
-    """
-
-    customer_id: str
-    name: str | None
-    tier: str | None
-    fields: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileLookup:
-    """The outcome of one profile lookup.
-
-    Parameters
-    ----------
-    profile
-        The profile when ``status`` is ``"ok"``, else ``None``.
-    status
-        ``"ok"``, ``"not_found"`` (the CRM does not know the customer) or ``"unavailable"`` (the
-        CRM could not be asked or did not answer in time: alert without a profile).
-    reason
-        Why, in words a person can act on (empty when all went well).
-    elapsed_ms
-        Time the lookup took, cache hits included.
-    from_cache
-        Whether the answer came from the profile cache without calling the CRM.
-    """
-
-    profile: CrmProfile | None
-    status: LookupStatus
-    reason: str = ""
-    elapsed_ms: float = 0.0
-    from_cache: bool = False
-
-
-class CrmGateway(Protocol):
-    """A venue's CRM, as the VIP enrichment consumer sees it."""
-
-    def lookup(self, customer_id: str, *, deadline_s: float) -> ProfileLookup:
-        """Return the customer's profile, answering within ``deadline_s`` seconds.
-
-        Never raises for CRM trouble: a CRM that is down, slow or refusing is ``"unavailable"``.
-        """
-        ...
-
-    def notify(self, sighting: dict[str, object]) -> None:
-        """Tell the CRM that a VIP was seen; raises ``DependencyError`` when that fails."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,35 +94,6 @@ class TokenClaims:
     claims: dict[str, Any]
 
 
-def bearer_token(header_value: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header (the scheme is case-insensitive).
-
-    Parameters
-    ----------
-    header_value
-        The ``Authorization`` header, or None when the request had none.
-
-    Returns
-    -------
-    str | None
-        The token, or None when the header is missing or blank.
-
-    Raises
-    ------
-    UnauthorizedError
-        The header holds something other than one bearer token (another scheme, or no token).
-    """
-    if header_value is None or not header_value.strip():
-        return None
-    scheme, _, token = header_value.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
-        raise UnauthorizedError(
-            "the Authorization header must be 'Bearer <token>': sign in and send the token after 'Bearer '"
-        )
-    return token
-
-
 class OidcVerifier:
     """Verifies the provider's RS256 JWTs against its JWKS (fetched lazily, cached, rotated).
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException
@@ -37,25 +37,6 @@ _BILLING: Final = "PAY_PER_REQUEST"
 #: A window's item outlives the window by this much before TTL may delete it (TTL is lazy anyway;
 #: the bucket key, not ``expires``, decides which window counts).
 TTL_SLACK: Final = timedelta(minutes=5)
-
-
-class RateLimiter(Protocol):
-    """Counts requests per key in fixed windows of ``window_seconds``."""
-
-    def hit(self, key: str, limit: int, window_seconds: int, now: datetime) -> int | None:
-        """Count one request for ``key`` in the window containing ``now``.
-
-        Returns
-        -------
-        int | None
-            None while the window's count (this request included) is at most ``limit``; else the
-            whole seconds until the window ends (at least 1), for ``Retry-After``.
-        """
-        ...
-
-    def peek(self, key: str, window_seconds: int, now: datetime) -> int:
-        """The count of ``key`` in the window containing ``now``, without counting (0 if none)."""
-        ...
 
 
 class RateCounterItem(Model):

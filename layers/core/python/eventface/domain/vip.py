@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 from eventface.domain.access import AuditEntry
 from eventface.domain.errors import InvalidInputError
@@ -196,6 +196,18 @@ def validate_staff_device(device: StaffDevice) -> StaffDevice:
     return device
 
 
+class PushProvider(StrEnum):
+    """The providers of the deployment's push sender (what a push address maps to)."""
+
+    INBOX = "inbox"
+    SNS = "sns"  # SNS mobile push: APNs and FCM
+    WEBHOOK = "webhook"
+
+
+#: Address platforms that go through SNS mobile push.
+SNS_PLATFORMS: Final = ("apns", "fcm")
+
+
 class ProfileStatus(StrEnum):
     """Where an alert's CRM profile stands."""
 
@@ -356,3 +368,52 @@ def check_push_endpoint(value: str) -> str:
         StaffDevice("t", "v", "d", "participant", StaffPlatform(platform), datetime.min, token=token)
     )
     return value
+
+
+LookupStatus = Literal["ok", "not_found", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class CrmProfile:
+    """A guest's profile as the venue's CRM knows it, mapped to our field names.
+
+    Parameters
+    ----------
+    customer_id
+        The CRM's id of the customer (the VIP member's external id).
+    name, tier
+        The mapped ``name`` and ``tier`` fields; ``None`` when the CRM answer lacks them.
+    fields
+        Every other mapped field found in the answer, as text; missing fields are absent.
+    """
+
+    customer_id: str
+    name: str | None
+    tier: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileLookup:
+    """The outcome of one profile lookup.
+
+    Parameters
+    ----------
+    profile
+        The profile when ``status`` is ``"ok"``, else ``None``.
+    status
+        ``"ok"``, ``"not_found"`` (the CRM does not know the customer) or ``"unavailable"`` (the
+        CRM could not be asked or did not answer in time: alert without a profile).
+    reason
+        Why, in words a person can act on (empty when all went well).
+    elapsed_ms
+        Time the lookup took, cache hits included.
+    from_cache
+        Whether the answer came from the profile cache without calling the CRM.
+    """
+
+    profile: CrmProfile | None
+    status: LookupStatus
+    reason: str = ""
+    elapsed_ms: float = 0.0
+    from_cache: bool = False

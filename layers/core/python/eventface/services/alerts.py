@@ -22,13 +22,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from eventface.adapters.crm import CrmGateway, ProfileLookup
-from eventface.adapters.push import VIP_ALERT, recipient, template, vip_alert_variables
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import MAX_TEXT, Page
-from eventface.domain.vip import AlertJob, CrmKind, ProfileStatus, Venue, VipAlert, check_text
+from eventface.domain.vip import (
+    AlertJob,
+    CrmKind,
+    ProfileLookup,
+    ProfileStatus,
+    Venue,
+    VipAlert,
+    check_text,
+)
 from eventface.observability import logger
+from eventface.ports_vip import CrmGateway
 from eventface.services.deps import Deps
+from eventface.services.push_messages import VIP_ALERT, recipient, template, vip_alert_variables
 
 #: How long past the CRM deadline the callout's thread is waited for before the alert goes out
 #: without it (thread start and scheduling; the connector itself answers by the deadline).

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
-from eventface.adapters.oidc import bearer_token
 from eventface.domain.access import AuditOutcome, Authority, Principal, PrincipalKind
 from eventface.domain.errors import ForbiddenError, UnauthorizedError
 from eventface.observability import logger
@@ -27,6 +26,35 @@ TENANT_CLAIM = "custom:tenant_id"
 ANONYMOUS = "anonymous"
 #: The tenant of audit entries whose credentials named none (failed sign-ins).
 NO_TENANT = "-"
+
+
+def bearer_token(header_value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme is case-insensitive).
+
+    Parameters
+    ----------
+    header_value
+        The ``Authorization`` header, or None when the request had none.
+
+    Returns
+    -------
+    str | None
+        The token, or None when the header is missing or blank.
+
+    Raises
+    ------
+    UnauthorizedError
+        The header holds something other than one bearer token (another scheme, or no token).
+    """
+    if header_value is None or not header_value.strip():
+        return None
+    scheme, _, token = header_value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise UnauthorizedError(
+            "the Authorization header must be 'Bearer <token>': sign in and send the token after 'Bearer '"
+        )
+    return token
 
 
 def authenticate(deps: Deps, headers: Mapping[str, str]) -> Principal:

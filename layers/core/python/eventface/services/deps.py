@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
-from eventface.adapters.rate_limit import RateLimiter
 from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
 from eventface.ports import (
     CampaignRepository,
@@ -19,7 +18,7 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
-from eventface.ports_access import ApiKeyRepository, AuditLog, TokenVerifier
+from eventface.ports_access import ApiKeyRepository, AuditLog, RateLimiter, TokenVerifier
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,

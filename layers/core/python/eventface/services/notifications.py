@@ -12,10 +12,10 @@ Logs carry ids and outcomes only, never the texts.
 
 from __future__ import annotations
 
-from eventface.adapters.push import recipient, template
 from eventface.domain.model import JobKind, NotificationJob
 from eventface.observability import logger
 from eventface.services.deps import Deps
+from eventface.services.push_messages import recipient, template
 from mobile_push import Receipt
 
 

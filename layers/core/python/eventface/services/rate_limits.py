@@ -14,14 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from eventface.domain.errors import TooManyRequestsError
 from eventface.ports import Clock
-
-if TYPE_CHECKING:
-    # A Protocol, used for types only: services never load an adapter (nor pynamodb) at run time.
-    from eventface.adapters.rate_limit import RateLimiter
+from eventface.ports_access import RateLimiter
 
 #: Every limit counts per minute.
 WINDOW_SECONDS: Final = 60
