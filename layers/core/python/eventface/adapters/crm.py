@@ -395,9 +395,11 @@ class RestCrmConnector:
         self.breaker = breaker if breaker is not None else CircuitBreaker(clock=clock)
         self.cache = cache if cache is not None else ProfileCache(clock=clock)
         self._auth_value = auth_value
-        self._secrets_client = secrets_client
-        self._secret: tuple[float, str] | None = None
-        self._secret_lock = threading.Lock()
+        self._secret_text = (
+            SecretText(secret_id, "the CRM header value", client=secrets_client, clock=clock)
+            if secret_id is not None
+            else None
+        )
         self._transport = transport
         self._sleep = sleep
         self._random = random
@@ -518,8 +520,8 @@ class RestCrmConnector:
             return _Attempt("retryable", f"the CRM at {where} answered {status}")
         if status in (401, 403):
             # The secret may have been rotated: read it again on the next lookup.
-            with self._secret_lock:
-                self._secret = None
+            if self._secret_text is not None:
+                self._secret_text.forget()
             return _Attempt(
                 "final", f"the CRM at {where} refused our credentials ({status}): check the CRM secret"
             )
@@ -533,28 +535,65 @@ class RestCrmConnector:
         return headers
 
     def _read_secret(self) -> str | None:
-        if self.secret_id is None:
-            return None
-        with self._secret_lock:
+        return self._secret_text.value() if self._secret_text is not None else None
+
+
+class SecretText:
+    """A Secrets Manager secret's text, read on first use and again after
+    :data:`SECRET_CACHE_SECONDS` (a rotated secret is picked up).
+
+    Parameters
+    ----------
+    secret_id
+        The secret's name or ARN.
+    what
+        What the secret holds, for error messages ("the CRM header value").
+    client
+        A Secrets Manager client; ``aws.client("secretsmanager")`` on first use.
+    clock
+        Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        secret_id: str,
+        what: str,
+        *,
+        client: Any | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.secret_id = secret_id
+        self.what = what
+        self._client = client
+        self._clock = clock
+        self._cached: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Read the secret again on the next use (it was refused: it may have been rotated)."""
+        with self._lock:
+            self._cached = None
+
+    def value(self) -> str:
+        """The text; DependencyError when it cannot be read or is not text."""
+        with self._lock:
             now = self._clock()
-            if self._secret is not None and now - self._secret[0] < SECRET_CACHE_SECONDS:
-                return self._secret[1]
-            client = (
-                self._secrets_client if self._secrets_client is not None else aws.client("secretsmanager")
-            )
+            if self._cached is not None and now - self._cached[0] < SECRET_CACHE_SECONDS:
+                return self._cached[1]
+            client = self._client if self._client is not None else aws.client("secretsmanager")
             try:
                 answer = client.get_secret_value(SecretId=self.secret_id)
             except (ClientError, BotoCoreError) as exc:
                 raise DependencyError(
-                    f"the CRM credentials could not be read from Secrets Manager ({exc}): check that "
-                    f"the secret {self.secret_id!r} exists and the function may read it"
+                    f"{self.what} could not be read from Secrets Manager ({exc}): check that the "
+                    f"secret {self.secret_id!r} exists and the function may read it"
                 ) from exc
             value = answer.get("SecretString")
-            if not isinstance(value, str):
+            if not isinstance(value, str) or not value:
                 raise DependencyError(
-                    f"the secret {self.secret_id!r} has no SecretString: store the CRM header value as text"
+                    f"the secret {self.secret_id!r} has no SecretString: store {self.what} in it as text"
                 )
-            self._secret = (now, value)
+            self._cached = (now, value)
             return value
 
 
@@ -662,11 +701,9 @@ class _SecretWebhookCrm:
         self.url = url
         self.secret_id = secret_id
         self.timeout_s = timeout_s
-        self._secrets_client = secrets_client
+        self._key = SecretText(secret_id, "the CRM webhook's HMAC key", client=secrets_client, clock=clock)
         self._transport = transport
-        self._clock = clock
-        self._cached: tuple[float, WebhookCrmConnector] | None = None
-        self._lock = threading.Lock()
+        self._connector: tuple[str, WebhookCrmConnector] | None = None
 
     def lookup(self, customer_id: str, *, deadline_s: float) -> ProfileLookup:
         """Answer ``unavailable`` at once: webhooks only receive sightings."""
@@ -674,34 +711,13 @@ class _SecretWebhookCrm:
 
     def notify(self, sighting: dict[str, object]) -> None:
         """POST ``sighting`` signed with the secret; DependencyError when the secret or the webhook fails."""
-        self._connector().notify(sighting)
-
-    def _connector(self) -> WebhookCrmConnector:
-        with self._lock:
-            now = self._clock()
-            if self._cached is not None and now - self._cached[0] < SECRET_CACHE_SECONDS:
-                return self._cached[1]
-            client = (
-                self._secrets_client if self._secrets_client is not None else aws.client("secretsmanager")
+        key = self._key.value()
+        if self._connector is None or self._connector[0] != key:
+            self._connector = (
+                key,
+                WebhookCrmConnector(self.url, key.encode(), self.timeout_s, transport=self._transport),
             )
-            try:
-                answer = client.get_secret_value(SecretId=self.secret_id)
-            except (ClientError, BotoCoreError) as exc:
-                raise DependencyError(
-                    f"the CRM webhook key could not be read from Secrets Manager ({exc}): check that the "
-                    f"secret {self.secret_id!r} exists and the function may read it"
-                ) from exc
-            value = answer.get("SecretString")
-            if not isinstance(value, str) or not value:
-                raise DependencyError(
-                    f"the secret {self.secret_id!r} has no SecretString: store the CRM webhook's HMAC key "
-                    "as text"
-                )
-            connector = WebhookCrmConnector(
-                self.url, value.encode(), self.timeout_s, transport=self._transport
-            )
-            self._cached = (now, connector)
-            return connector
+        self._connector[1].notify(sighting)
 
 
 class VenueCrmDirectory:

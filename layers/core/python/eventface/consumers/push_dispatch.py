@@ -19,44 +19,20 @@ dead-letter queue. A malformed body is such a failure, logged with the message i
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-
-from eventface import aws
 from eventface.adapters.sqs_queue import job_from_json
-from eventface.bootstrap import Container, services
+from eventface.consumers.fifo import process_once
 from eventface.domain.model import NotificationJob
-from eventface.observability import logger
 from eventface.services.deps import Deps
 from eventface.services.notifications import dispatch_job
-from eventface.settings import Settings, get_settings
+from eventface.settings import Settings
 
 #: The job field whose value names one push (Powertools hashes it into the idempotency key).
 IDEMPOTENCY_KEY = "job_id"
 
 
-@functools.lru_cache(maxsize=4)
-def _idempotency(
-    table: str, ttl_seconds: int, client: Any
-) -> tuple[DynamoDBPersistenceLayer, IdempotencyConfig]:
-    # A persistence layer binds itself to the first config it is used with: one pair per consumer.
-    config = IdempotencyConfig(
-        event_key_jmespath=IDEMPOTENCY_KEY,
-        raise_on_no_idempotency_key=True,
-        expires_after_seconds=ttl_seconds,
-    )
-    return DynamoDBPersistenceLayer(table_name=table, boto3_client=client), config
-
-
-def _push_once(deps: Deps, *, job: NotificationJob) -> dict[str, Any] | None:
+def _push_once(deps: Deps, job: NotificationJob) -> dict[str, Any] | None:
     """The dispatch whose result Powertools stores (JSON) under the job's idempotency key."""
     receipt = dispatch_job(deps, job)
     if receipt is None:
@@ -67,48 +43,16 @@ def _push_once(deps: Deps, *, job: NotificationJob) -> dict[str, Any] | None:
 def dispatch(
     event: dict[str, Any], context: Any, deps: Deps | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Push the batch's jobs, each once; Powertools' partial batch response.
-
-    Parameters
-    ----------
-    event, context
-        The Lambda SQS event and context (the context bounds the idempotency records' in-progress time).
-    deps
-        The ports; the process's services by default (tests pass their own).
-    settings
-        The table prefix and idempotency TTL; the container's settings by default.
-    """
-    if deps is None:
-        deps = services().deps
-    if settings is None:
-        settings = deps.settings if isinstance(deps, Container) else get_settings()
-    persistence, config = _idempotency(
-        f"{settings.table_prefix}-idempotency", settings.idempotency_ttl_hours * 3600, aws.client("dynamodb")
-    )
-    config.register_lambda_context(context)
-    push_once = idempotent_function(
-        _push_once, data_keyword_argument="job", persistence_store=persistence, config=config
-    )
-
-    def record_handler(record: SQSRecord) -> None:
-        try:
-            job = job_from_json(record.body)
-        except ValueError as exc:
-            logger.error(
-                "malformed notification job: reported as a batch item failure (the queue retries it, "
-                "then moves it to its dead-letter queue); fix or delete the message",
-                extra={"message_id": record.message_id, "error": str(exc)},
-            )
-            raise
-        push_once(deps, job=job)
-
-    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-    # Report every record, even when all fail: the same retry for Lambda, and one clear response.
-    processor.raise_on_entire_batch_failure = False
-    return dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
+    """Run the batch's jobs, each once; Powertools' partial batch response (see :mod:`.fifo`)."""
+    return process_once(
+        event,
+        context,
+        parse=job_from_json,
+        work=_push_once,
+        key=IDEMPOTENCY_KEY,
+        what="notification job",
+        deps=deps,
+        settings=settings,
     )
 
 
