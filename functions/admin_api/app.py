@@ -503,13 +503,12 @@ def get_member(venue_id: str, member_id: str) -> Response:
 
 @app.route("/v1/venues/{venue_id}/members/{member_id}", methods=["DELETE"])
 @handled(ADMIN_ERRORS)
-@guard.route(Authority.TARGETS, "members.remove")
-def remove_member(venue_id: str, member_id: str) -> Response:
+@guard.route(Authority.TARGETS, "members.erase")
+def erase_member(venue_id: str, member_id: str) -> Response:
     svc, tenant, _ = _call()
-    existed = venue_service.remove_member(svc.deps, tenant, venue_id, member_id)
-    if not existed:
-        raise NotFoundError(f"member {member_id} is not a VIP of venue {venue_id}")
-    return json_response({"member_id": member_id, "removed": True})
+    erasure = venue_service.erase_member(svc.deps, tenant, venue_id, member_id)
+    logger.info("vip member erased", extra={"venue_id": venue_id, "member_id": member_id})
+    return json_response(encoding.member_erasure(erasure))
 
 
 @app.route("/v1/venues/{venue_id}/devices", methods=["POST"])
@@ -635,6 +634,7 @@ def send_message(campaign_id: str) -> Response:
         body=parse.texts(body, "body"),
         segment=parse.segment(body.get("segment")),
         created_by=call.principal.actor,
+        idempotency_key=call.request.headers.get("idempotency-key"),
     )
     logger.info(
         "campaign message queued", extra={"message_id": message.message_id, "targeted": message.targeted}

@@ -834,3 +834,22 @@ def test_admin_answer_goes_out_when_the_audit_log_is_down(api, monkeypatch, capl
         r.levelname == "ERROR" and "audit entry could not be written" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_admin_campaign_message_with_an_idempotency_key_is_sent_once(api):
+    # given: a live campaign with one participant
+    campaign_id, _ = api.campaign(publish=True)
+    api.participant(campaign_id)
+    headers = {"content-type": "application/json", "x-api-key": KEY, "idempotency-key": "retry-me"}
+    body = json.dumps({"body": {"en": "Hi"}, "segment": {"min_stamps": 0}})
+    path = f"/v1/campaigns/{campaign_id}/messages"
+    # when: the client sends, times out, and sends again; then reuses the key for another text
+    first = api.client.http.post(path, headers=headers, body=body)
+    second = api.client.http.post(path, headers=headers, body=body)
+    other = api.client.http.post(path, headers=headers, body=json.dumps({"body": {"en": "Other"}}))
+    # then
+    assert first.status_code == second.status_code == 201
+    assert first.json_body["message_id"] == second.json_body["message_id"]
+    assert first.json_body["targeted"] == 1
+    assert len(api.ok("GET", path)["items"]) == 1
+    assert other.status_code == 409

@@ -398,6 +398,21 @@ def test_claim_writes_the_alert_its_job_and_the_audit_entry(world: World) -> Non
     assert world.audit() == [write.audit]
 
 
+def test_erasing_a_member_deletes_their_alerts_and_lock_only(world: World) -> None:
+    # given: two alerts of m1 (a window apart) and one of m2
+    assert world.alerts.claim(_sighting())
+    assert world.alerts.claim(_sighting(NOW + WINDOW))
+    other = _sighting(member_id="m2")
+    assert world.alerts.claim(other)
+    # when
+    deleted = world.alerts.delete_member("acme", "lobby", "m1")
+    # then: m2's alert stays; m1 is alerted again at once (the lock went with the alerts)
+    assert deleted == 2
+    assert [a.alert_id for a in world.alerts.list("acme", "lobby").items] == [other.alert.alert_id]
+    assert world.alerts.claim(_sighting(NOW + WINDOW + timedelta(seconds=1)))
+    assert world.alerts.delete_member("acme", "lobby", "nobody") == 0
+
+
 def test_a_second_claim_inside_the_window_writes_nothing(world: World) -> None:
     # given
     assert world.alerts.claim(_sighting())

@@ -398,3 +398,40 @@ def test_list_campaign_messages_newest_first_in_pages(world: Any, population: No
 def test_list_campaign_messages_limit_out_of_range_is_refused(world: Any, rally: Any, limit: int) -> None:
     with pytest.raises(InvalidInputError, match="limit must be between 1 and 100"):
         list_campaign_messages(world.services.deps, TENANT, CAMPAIGN, limit=limit)
+
+
+def test_send_campaign_message_retried_with_its_idempotency_key_is_one_message(
+    world: Any, population: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the first attempt stores the message but fails while queueing its jobs
+    store = world.messages
+    real_add = store.add
+
+    def add_then_fail(message: CampaignMessage, jobs: Any) -> None:
+        real_add(message, jobs[:1])
+        raise DependencyError("queueing the jobs failed: retry")
+
+    monkeypatch.setattr(store, "add", add_then_fail)
+    with pytest.raises(DependencyError):
+        _send(world, idempotency_key="send-1")
+    monkeypatch.setattr(store, "add", real_add)
+    # when: the client retries with the same key, then sends twice more
+    retried = _send(world, idempotency_key="send-1")
+    again = _send(world, idempotency_key="send-1")
+    # then: one message, every participant's job queued exactly once
+    assert retried.message_id == again.message_id
+    assert len(list_campaign_messages(world.services.deps, TENANT, CAMPAIGN).items) == 1
+    job_ids = [job.job_id for job in _jobs(world)]
+    assert len(job_ids) == len(set(job_ids)) == retried.targeted
+
+
+def test_send_campaign_message_idempotency_key_reused_for_another_message_is_a_conflict(
+    world: Any, population: None
+) -> None:
+    # given
+    _send(world, idempotency_key="send-2")
+    # when / then
+    with pytest.raises(StateConflictError, match="another message"):
+        _send(world, idempotency_key="send-2", body={"en": "Something else"})
+    with pytest.raises(InvalidInputError, match="idempotency key"):
+        _send(world, idempotency_key="x" * 129)

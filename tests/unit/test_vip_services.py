@@ -203,15 +203,22 @@ def test_sighting_needs_exactly_one_of_photo_and_template(world, venue):
         sightings.record_sighting(world.services.deps, Sighting(device=camera, venue_id=venue.venue_id))
 
 
-def test_removed_member_is_no_longer_recognised(world, venue):
-    # given
+def test_erased_member_is_no_longer_recognised_and_their_alerts_are_gone(world, venue):
+    # given: a member alerted once, and another member's alert
     member = _member(world, venue, 0)
+    _member(world, venue, 1, "John Smith")
     camera = _camera(world, venue)
+    _sight(world, camera, b"frame-0")
+    _sight(world, camera, b"frame-1")
     # when
-    assert venues.remove_member(world.services.deps, TENANT, venue.venue_id, member.member_id)
+    erasure = venues.erase_member(world.services.deps, TENANT, venue.venue_id, member.member_id)
     result = _sight(world, camera, b"frame-0")
+    again = venues.erase_member(world.services.deps, TENANT, venue.venue_id, member.member_id)
     # then
-    assert not result.vip and not venues.remove_member(world.services.deps, TENANT, venue.venue_id, "gone")
+    assert (erasure.record_deleted, erasure.templates_deleted, erasure.alerts_deleted) == (True, True, 1)
+    assert not result.vip
+    assert [a.name for a in world.alerts.list(TENANT, venue.venue_id).items] == ["John Smith"]
+    assert (again.record_deleted, again.alerts_deleted) == (False, 0)
 
 
 def test_member_with_a_bad_photo_leaves_no_record(world, venue):

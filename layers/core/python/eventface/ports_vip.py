@@ -114,6 +114,10 @@ class AlertStore(Protocol):
         """The venue's alerts, newest first (sighted at or after ``since``)."""
         ...
 
+    def delete_member(self, tenant_id: str, venue_id: str, member_id: str) -> int:
+        """Erase every alert that names the member (and their dedupe lock); how many alerts."""
+        ...
+
     def enrich(
         self,
         tenant_id: str,
@@ -153,6 +157,11 @@ class MessageStore(Protocol):
     def add(self, message: CampaignMessage, jobs: Sequence[NotificationJob]) -> None:
         """Store the message and put its jobs in the outbox (in batches: the message record is
         written first, so counts always have a record to land on); AlreadyExistsError if taken."""
+        ...
+
+    def queue(self, message: CampaignMessage, jobs: Sequence[NotificationJob]) -> None:
+        """Put ``jobs`` of a stored message in the outbox again (a retried send after a partial
+        failure): a job already there is not sent twice (job ids are stable)."""
         ...
 
     def get(self, tenant_id: str, campaign_id: str, message_id: str) -> CampaignMessage:

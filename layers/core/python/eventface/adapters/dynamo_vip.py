@@ -71,6 +71,7 @@ from eventface.domain.vip import (
     Venue,
     VipAlert,
     VipMember,
+    dedupe_key,
 )
 
 #: DynamoDB's limits per BatchGetItem and per BatchWriteItem request.
@@ -593,6 +594,24 @@ class DynamoAlertStore:
             raise _translate(exc, "listing the alerts") from exc
         return Page(items, encode_cursor(result.last_evaluated_key))
 
+    def delete_member(self, tenant_id: str, venue_id: str, member_id: str) -> int:
+        """Query the venue's alerts for the member (a filter: erasure is rare, alerts per venue
+        bounded by the partition) and delete each, then the member's dedupe lock."""
+        deleted = 0
+        try:
+            for item in AlertItem.query(
+                _join(tenant_id, venue_id),
+                filter_condition=AlertItem.member_id == member_id,
+                consistent_read=True,
+                attributes_to_get=["venue_key", "alert_id"],
+            ):
+                item.delete()
+                deleted += 1
+            CooldownItem(dedupe_key(tenant_id, venue_id, member_id)).delete()
+        except PynamoDBException as exc:
+            raise _translate(exc, "erasing the member's alerts") from exc
+        return deleted
+
     def _update(
         self,
         tenant_id: str,
@@ -749,6 +768,12 @@ class DynamoMessageStore:
                     "send it with another id"
                 ) from exc
             raise _translate(exc, "storing the message") from exc
+        self.queue(message, jobs)
+
+    def queue(self, message: CampaignMessage, jobs: Sequence[NotificationJob]) -> None:
+        """Put the jobs in the outbox, 25 per BatchWriteItem. A job already there is overwritten,
+        which is a MODIFY in the table's stream (or nothing at all): the relay sends only INSERTs,
+        so it is not sent twice (and push_dispatch is idempotent on the job id anyway)."""
         # One item per job id: a BatchWriteItem refuses two puts of one key, and the same job id
         # is the same job (the queue deduplicates on it too).
         outbox = {m.message_id: _outbox_item(m, j.created_at) for j in jobs for m in (job_message(j),)}

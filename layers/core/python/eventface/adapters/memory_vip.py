@@ -23,6 +23,7 @@ from eventface.domain.vip import (
     Venue,
     VipAlert,
     VipMember,
+    dedupe_key,
 )
 
 
@@ -188,6 +189,18 @@ class InMemoryAlertStore:
         )
         return _page(items, limit, cursor)
 
+    def delete_member(self, tenant_id: str, venue_id: str, member_id: str) -> int:
+        with self._lock:
+            doomed = [
+                key
+                for key, alert in self._alerts.items()
+                if key[:2] == (tenant_id, venue_id) and alert.member_id == member_id
+            ]
+            for key in doomed:
+                del self._alerts[key]
+            self._locks.pop(dedupe_key(tenant_id, venue_id, member_id), None)
+            return len(doomed)
+
     def _update(self, tenant_id: str, venue_id: str, alert_id: str, **changes: object) -> VipAlert:
         with self._lock:
             current = self.get(tenant_id, venue_id, alert_id)
@@ -257,7 +270,12 @@ class InMemoryMessageStore:
             if key in self._items:
                 raise AlreadyExistsError(f"message {message.message_id} exists already")
             self._items[key] = message
-            self.jobs.extend(jobs)
+        self.queue(message, jobs)
+
+    def queue(self, message: CampaignMessage, jobs: Sequence[NotificationJob]) -> None:
+        with self._lock:
+            queued = {job.job_id for job in self.jobs}
+            self.jobs.extend(job for job in jobs if job.job_id not in queued)
 
     def get(self, tenant_id: str, campaign_id: str, message_id: str) -> CampaignMessage:
         found = self._items.get((tenant_id, campaign_id, message_id))

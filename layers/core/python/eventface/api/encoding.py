@@ -28,6 +28,7 @@ from eventface.domain.vip import (
     VipMember,
 )
 from eventface.services.devices import DeviceActivation, DeviceRegistration
+from eventface.services.venues import MemberErasure
 
 T = TypeVar("T")
 
@@ -261,6 +262,15 @@ def member(value: VipMember) -> dict[str, Any]:
         "notes": value.notes,
         "template_count": value.template_count,
         "created_at": when(value.created_at),
+    }
+
+
+def member_erasure(value: MemberErasure) -> dict[str, Any]:
+    return {
+        "member_id": value.member_id,
+        "record_deleted": value.record_deleted,
+        "templates_deleted": value.templates_deleted,
+        "alerts_deleted": value.alerts_deleted,
     }
 
 

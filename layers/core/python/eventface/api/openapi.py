@@ -386,7 +386,7 @@ ADMIN_AUTHORITIES: Final[dict[str, str | None]] = {
     "addMember": "targets",
     "listMembers": "targets",
     "getMember": "targets",
-    "removeMember": "targets",
+    "eraseMember": "targets",
     "registerVenueDevice": "terminals",
     "subscribeStaffDevice": "venue_staff",
     "listStaffDevices": "venue_staff",
@@ -678,12 +678,17 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "getMember", "Read a member", "The member", _ref("Member"), (404,), params=(*_V, "member_id")
             ),
             "delete": _op(
-                "removeMember",
-                "Remove a member and erase their templates",
-                "Removed",
+                "eraseMember",
+                "Erase a member completely: templates, alerts naming them, the record (idempotent)",
+                "Erasure receipt",
                 {
                     "type": "object",
-                    "properties": {"member_id": {"type": "string"}, "removed": {"const": True}},
+                    "properties": {
+                        "member_id": {"type": "string"},
+                        "record_deleted": {"type": "boolean"},
+                        "templates_deleted": {"type": "boolean"},
+                        "alerts_deleted": {"type": "integer"},
+                    },
                 },
                 (404,),
                 params=(*_V, "member_id"),
@@ -779,16 +784,30 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
             ),
         },
         "/v1/campaigns/{campaign_id}/messages": {
-            "post": _op(
-                "sendMessage",
-                "Push a message to a segment of the campaign's participants",
-                "Queued, with the number of participants targeted",
-                _ref("Message"),
-                (400, 404, 409, 413),
-                params=_C,
-                body=_ref("MessageCreate"),
-                status=201,
-            ),
+            "post": {
+                **(
+                    send := _op(
+                        "sendMessage",
+                        "Push a message to a segment of the campaign's participants",
+                        "Queued, with the number of participants targeted",
+                        _ref("Message"),
+                        (400, 404, 409, 413),
+                        params=_C,
+                        body=_ref("MessageCreate"),
+                        status=201,
+                    )
+                ),
+                "parameters": [
+                    *send["parameters"],
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "description": "The same key sends one message: a retry queues only what is "
+                        "missing (409 if the key was used for another message)",
+                        "schema": {"type": "string", "maxLength": 128},
+                    },
+                ],
+            },
             "get": _op(
                 "listMessages",
                 "The campaign's messages with delivery counts, newest first",

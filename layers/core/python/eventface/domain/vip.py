@@ -251,6 +251,11 @@ class VipAlert:
     false_match_note: str = ""
 
 
+def dedupe_key(tenant_id: str, venue_id: str, member_id: str) -> str:
+    """The lock that keeps a member to one alert per dedupe window at a venue."""
+    return "#".join(("vip", tenant_id, venue_id, member_id))
+
+
 @dataclass(frozen=True, slots=True)
 class SightingWrite:
     """What a recognised VIP writes, at once: the dedupe lock (only if absent or expired), the

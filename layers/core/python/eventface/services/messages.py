@@ -26,7 +26,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import Final
 
-from eventface.domain.errors import InvalidInputError, StateConflictError
+from eventface.domain.errors import InvalidInputError, NotFoundError, StateConflictError
 from eventface.domain.model import (
     Campaign,
     CampaignStatus,
@@ -52,6 +52,10 @@ def message_job_id(tenant_id: str, campaign_id: str, message_id: str, participan
     return hashlib.sha256(natural.encode("utf-8")).hexdigest()[:64]
 
 
+#: Longest client idempotency key.
+MAX_IDEMPOTENCY_KEY = 128
+
+
 def send_campaign_message(
     deps: Deps,
     *,
@@ -61,6 +65,7 @@ def send_campaign_message(
     body: Mapping[str, str],
     segment: Segment,
     created_by: str,
+    idempotency_key: str | None = None,
 ) -> CampaignMessage:
     """Send a message to the participants of a campaign that match ``segment``.
 
@@ -84,6 +89,9 @@ def send_campaign_message(
         Who gets it: at least ``min_stamps`` stamps, completed or not (``None``: either).
     created_by
         The user who sends it (for the record).
+    idempotency_key
+        The client's key for this send (e.g. the ``Idempotency-Key`` header): the same key sends
+        one message, so a retry after a timeout or a partial failure queues only what is missing.
 
     Returns
     -------
@@ -95,7 +103,7 @@ def send_campaign_message(
     NotFoundError
         The campaign does not exist.
     StateConflictError
-        The campaign is a draft.
+        The campaign is a draft, or ``idempotency_key`` was used for a different message.
     InvalidInputError
         An empty body, an unsupported locale, a text too long or empty, a segment nobody can match,
         no ``created_by``.
@@ -117,7 +125,7 @@ def send_campaign_message(
         CampaignMessage(
             tenant_id=tenant_id,
             campaign_id=campaign_id,
-            message_id=uuid.uuid4().hex,
+            message_id=_message_id(tenant_id, campaign_id, idempotency_key),
             title=dict(title),
             body=dict(body),
             segment=segment,
@@ -154,9 +162,38 @@ def send_campaign_message(
                 message_id=message.message_id,
             )
         )
+    earlier = _earlier_send(deps, message) if idempotency_key is not None else None
+    if earlier is not None:
+        deps.messages.queue(earlier, jobs)  # what a failed first attempt did not queue
+        return earlier
     stored = replace(message, targeted=len(jobs))
     deps.messages.add(stored, jobs)
     return stored
+
+
+def _message_id(tenant_id: str, campaign_id: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return uuid.uuid4().hex
+    if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
+        raise InvalidInputError(
+            f"the idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters (e.g. a UUID)"
+        )
+    natural = "#".join(("message", tenant_id, campaign_id, idempotency_key))
+    return hashlib.sha256(natural.encode("utf-8")).hexdigest()[:32]
+
+
+def _earlier_send(deps: Deps, message: CampaignMessage) -> CampaignMessage | None:
+    """The message stored under the same idempotency key, if the same message; None if none."""
+    try:
+        earlier = deps.messages.get(message.tenant_id, message.campaign_id, message.message_id)
+    except NotFoundError:
+        return None
+    same = (earlier.title, earlier.body, earlier.segment) == (message.title, message.body, message.segment)
+    if not same:
+        raise StateConflictError(
+            "this idempotency key was used for another message: use a new key for a new message"
+        )
+    return earlier
 
 
 def get_campaign_message(deps: Deps, tenant_id: str, campaign_id: str, message_id: str) -> CampaignMessage:

@@ -17,7 +17,15 @@ from typing import Final
 from eventface.domain.access import AuditEntry, AuditOutcome, PrincipalKind
 from eventface.domain.errors import FaceNotFoundError, ForbiddenError, InvalidInputError
 from eventface.domain.model import DeviceCredential, Identification, Probe
-from eventface.domain.vip import SightedFace, SightingResult, SightingWrite, Venue, VipAlert, VipMember
+from eventface.domain.vip import (
+    SightedFace,
+    SightingResult,
+    SightingWrite,
+    Venue,
+    VipAlert,
+    VipMember,
+    dedupe_key,
+)
 from eventface.services import rate_limits
 from eventface.services.deps import Deps
 
@@ -96,7 +104,7 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
             claimed = deps.alerts.claim(
                 SightingWrite(
                     alert=alert,
-                    dedupe_key="#".join(("vip", venue.tenant_id, venue.venue_id, member.member_id)),
+                    dedupe_key=dedupe_key(venue.tenant_id, venue.venue_id, member.member_id),
                     dedupe_until=now + venue.dedupe_window,
                     audit=audit if not alerted else None,
                 )

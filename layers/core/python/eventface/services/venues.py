@@ -139,12 +139,24 @@ def list_members(
     return deps.vip_members.list(tenant_id, venue_id, _limit(deps, limit), cursor)
 
 
-def remove_member(deps: Deps, tenant_id: str, venue_id: str, member_id: str) -> bool:
-    """Erase a member's templates and record (idempotent); True if there was a record.
-    Alerts already raised stay for the venue's records."""
+@dataclass(frozen=True, slots=True)
+class MemberErasure:
+    """What erasing a VIP member removed (idempotent: a second erasure removes nothing)."""
+
+    member_id: str
+    record_deleted: bool
+    templates_deleted: bool
+    alerts_deleted: int
+
+
+def erase_member(deps: Deps, tenant_id: str, venue_id: str, member_id: str) -> MemberErasure:
+    """Erase a member completely: templates, the alerts that name them (with their profile
+    copies), the record. NotFoundError for an unknown venue."""
     venue = deps.venues.get(tenant_id, venue_id)
-    deps.gallery.delete_participant(venue.gallery_id, member_id)
-    return deps.vip_members.delete(tenant_id, venue_id, member_id)
+    templates_deleted = deps.gallery.delete_participant(venue.gallery_id, member_id)
+    alerts_deleted = deps.alerts.delete_member(tenant_id, venue_id, member_id)
+    record_deleted = deps.vip_members.delete(tenant_id, venue_id, member_id)
+    return MemberErasure(member_id, record_deleted, templates_deleted, alerts_deleted)
 
 
 # -- staff devices ------------------------------------------------------------------------------
