@@ -151,6 +151,18 @@ def test_dynamo_bad_cursor_is_invalid_input(tables, cursor):
         DynamoCampaignRepository(tables).list("acme", cursor=cursor)
 
 
+def test_dynamo_participant_dead_push_endpoint_is_forgotten_unless_replaced(tables):
+    # given
+    repository = DynamoParticipantRepository(tables)
+    repository.add(Participant("acme", "rally", "p1", "Ann", Consent(True, NOW), NOW, "fcm:old"))
+    # when / then: an older endpoint reported dead leaves the current one; the current one goes
+    assert repository.forget_push_endpoint("acme", "rally", "p1", "fcm:older") is False
+    assert repository.get("acme", "rally", "p1").push_endpoint == "fcm:old"
+    assert repository.forget_push_endpoint("acme", "rally", "p1", "fcm:old") is True
+    assert repository.get("acme", "rally", "p1").push_endpoint is None
+    assert repository.forget_push_endpoint("acme", "rally", "nobody", "fcm:old") is False
+
+
 def test_dynamo_participant_round_trip_and_delete(tables):
     # given
     repository = DynamoParticipantRepository(tables)

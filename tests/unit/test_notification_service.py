@@ -17,7 +17,7 @@ import pytest
 from eventface.adapters import push
 from eventface.adapters.memory import FixedClock, in_memory_ports
 from eventface.bootstrap import Container, bootstrap
-from eventface.domain.model import JobKind, NotificationJob
+from eventface.domain.model import Consent, JobKind, NotificationJob, Participant
 from eventface.domain.vip import CampaignMessage, Segment
 from eventface.services import push_messages as messages
 from eventface.services.deps import Policy
@@ -335,3 +335,34 @@ def test_sender_factory_is_lazy() -> None:
     )
     push.build_push_sender(settings, sns_client=factory("sns"), secrets_client=factory("secrets"))
     assert calls == []
+
+
+def test_dispatch_job_to_a_disabled_endpoint_forgets_it(inbox: Path) -> None:
+    # given: a participant whose phone's endpoint the push service reports dead
+    from mobile_push import EndpointDisabledError, Message, PushSender
+
+    class DeadEndpoints:
+        def send(self, recipient: Recipient, message: Message) -> str:
+            raise EndpointDisabledError("EndpointDisabled: the app was uninstalled")
+
+    ports = in_memory_ports(clock=FixedClock(NOW))
+    deps = bootstrap(Settings({}), policy=Policy(), push=PushSender({"sns": DeadEndpoints()}), **ports).deps
+    participant = Participant(TENANT, CAMPAIGN, "p1", "Ann", Consent(True, NOW), NOW, push_endpoint="fcm:old")
+    ports["participants"].add(participant)
+    # when
+    receipt = dispatch_job(deps, _job(push_endpoint="fcm:old"))
+    # then: the endpoint is gone, so later scans queue no push to it
+    assert receipt is not None and receipt.status == "disabled"
+    assert ports["participants"].get(TENANT, CAMPAIGN, "p1").push_endpoint is None
+
+
+def test_dispatch_job_keeps_a_newer_endpoint_when_an_old_one_is_reported_dead(inbox: Path) -> None:
+    # given: the participant registered a new token since the job was queued
+    ports = in_memory_ports(clock=FixedClock(NOW))
+    participant = Participant(TENANT, CAMPAIGN, "p1", "Ann", Consent(True, NOW), NOW, push_endpoint="fcm:new")
+    ports["participants"].add(participant)
+    # when
+    forgotten = ports["participants"].forget_push_endpoint(TENANT, CAMPAIGN, "p1", "fcm:old")
+    # then
+    assert forgotten is False
+    assert ports["participants"].get(TENANT, CAMPAIGN, "p1").push_endpoint == "fcm:new"

@@ -76,6 +76,13 @@ class ParticipantRepository(Protocol):
         """Remove the record; True if there was one."""
         ...
 
+    def forget_push_endpoint(
+        self, tenant_id: str, campaign_id: str, participant_id: str, endpoint: str
+    ) -> bool:
+        """Remove the participant's push endpoint if it is still ``endpoint`` (the push service
+        reported it dead; a newer one is kept); True if removed."""
+        ...
+
 
 class StampBook(Protocol):
     """Reading and erasing stamps; they are written by :class:`ScanLedger`."""

@@ -318,6 +318,21 @@ class DynamoParticipantRepository:
             raise _translate(exc, "deleting the participant") from exc
         return True
 
+    def forget_push_endpoint(
+        self, tenant_id: str, campaign_id: str, participant_id: str, endpoint: str
+    ) -> bool:
+        item = ParticipantItem(_join(tenant_id, campaign_id), participant_id)
+        try:
+            item.update(
+                actions=[ParticipantItem.push_endpoint.remove()],
+                condition=ParticipantItem.push_endpoint == endpoint,
+            )
+        except PynamoDBException as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise _translate(exc, "forgetting the participant's push endpoint") from exc
+        return True
+
 
 # ------------------------------------------------------------------------------------- stamps
 

@@ -151,6 +151,17 @@ class InMemoryParticipantRepository:
         with self._lock:
             return self._items.pop((tenant_id, campaign_id, participant_id), None) is not None
 
+    def forget_push_endpoint(
+        self, tenant_id: str, campaign_id: str, participant_id: str, endpoint: str
+    ) -> bool:
+        with self._lock:
+            key = (tenant_id, campaign_id, participant_id)
+            current = self._items.get(key)
+            if current is None or current.push_endpoint != endpoint:
+                return False
+            self._items[key] = replace(current, push_endpoint=None)
+            return True
+
 
 class InMemoryStampBook:
     def __init__(self) -> None:

@@ -57,6 +57,13 @@ def dispatch_job(deps: Deps, job: NotificationJob) -> Receipt | None:
     addressee = recipient(job.participant_id, job.push_endpoint, job.locale, variables)
     (receipt,) = deps.push.send(template(job.kind.value), [addressee])
     _count(deps, job, "delivered" if receipt.status == "delivered" else "failed")
+    if receipt.status == "disabled":
+        # A dead endpoint is forgotten, so later jobs do not push to it again (the participant's
+        # app registers a fresh token with its next registration).
+        forgotten = deps.participants.forget_push_endpoint(
+            job.tenant_id, job.campaign_id, job.participant_id, job.push_endpoint
+        )
+        logger.info("participant push endpoint disabled", extra={**ids, "forgotten": forgotten})
     log = logger.info if receipt.status == "delivered" else logger.warning
     log(
         "notification pushed" if receipt.status == "delivered" else "notification not delivered",
