@@ -49,38 +49,13 @@ NOTIFICATIONS_ARN = "arn:aws:sqs:us-east-1:123456789012:test-notifications.fifo"
 DEADLINE_MARGIN_S = 1.5
 
 
-@pytest.fixture(scope="module")
-def shared_prefix() -> Iterator[str]:
-    """moto in-process for the whole module, every table created once under one prefix.
-
-    Creating the schema's tables costs about 3.5 s in moto, so the tests of this module share them
-    (the conftest's ``table_prefix`` fixture makes them per test); each test works in a tenant of
-    its own with ids derived from it, so nothing one test writes is seen by another, the
-    idempotency records included.
-    """
-    from moto import mock_aws
-
-    from eventface.adapters.dynamo_models import create_tables
-    from eventface.local.moto_patches import patch_moto
-    from eventface.local.stack import FAKE_AWS
-
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**FAKE_AWS, "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_LAMBDA_FUNCTION_NAME"):
-            patch.delenv(name, raising=False)
-        patch_moto()
-        aws.client.cache_clear()
-        try:
-            with mock_aws():
-                prefix = f"c{uuid.uuid4().hex[:12]}"
-                create_tables(prefix, wait=False)
-                secrets = aws.client("secretsmanager")
-                secrets.create_secret(Name="crm/acme", SecretString=AUTH)
-                secrets.create_secret(Name="crm/hook", SecretString=WEBHOOK_KEY)
-                yield prefix
-        finally:
-            aws.client.cache_clear()
+@pytest.fixture
+def shared_prefix(table_prefix: str) -> str:
+    """moto in-process with every table (the conftest's ``table_prefix``) and the CRM secrets."""
+    secrets = aws.client("secretsmanager")
+    secrets.create_secret(Name="crm/acme", SecretString=AUTH)
+    secrets.create_secret(Name="crm/hook", SecretString=WEBHOOK_KEY)
+    return table_prefix
 
 
 @pytest.fixture

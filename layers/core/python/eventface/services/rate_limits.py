@@ -12,6 +12,7 @@ key look-ups; successful requests are never counted, so good sources are unaffec
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -20,6 +21,8 @@ from eventface.domain.errors import TooManyRequestsError
 from eventface.ports import Clock
 from eventface.ports_access import RateLimiter
 
+#: Where device admissions run (threads start on first use).
+_BACKGROUND: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rate-limit")
 #: Every limit counts per minute.
 WINDOW_SECONDS: Final = 60
 #: ``kind`` of :func:`check` for edge devices and for management API keys (also the message's noun).
@@ -62,6 +65,13 @@ def check(limiter: RateLimiter, clock: Clock, *, kind: str, principal_id: str, l
     wait = limiter.hit(f"{kind}:{principal_id}", limit, WINDOW_SECONDS, clock.now())
     if wait is not None:
         raise TooManyRequestsError(f"too many requests for this {kind}: wait {wait} s and retry", wait)
+
+
+def device_admission(limiter: RateLimiter, clock: Clock, device_id: str, limit: int) -> Future[None]:
+    """:func:`check` for a device, started on a background thread: the edge request overlaps the
+    write with the face engine and waits for it (``.result()``) before it writes anything, so a
+    request over the limit leaves nothing but its refusal."""
+    return _BACKGROUND.submit(check, limiter, clock, kind=DEVICE, principal_id=device_id, limit=limit)
 
 
 def check_failed_auth_allowed(limiter: RateLimiter, clock: Clock, source: str, limit: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
@@ -34,8 +34,6 @@ from eventface.services.deps import Deps
 #: Rounds of read-decide-write lost to concurrent scans of one participant before giving up (two
 #: checkpoints at the same instant lose at most once each; the bound is for pathological load).
 MAX_ATTEMPTS: Final = 25
-#: I/O a scan overlaps with the face engine (the rate-limit write).
-_BACKGROUND: Final = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scan-io")
 _MESSAGES = {
     ScanOutcome.UNKNOWN: "Face not recognised: register at the info desk to join the rally.",
     ScanOutcome.NO_FACE: "No face found: look at the camera and try again.",
@@ -87,13 +85,8 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
         raise InvalidInputError("send either a photo or a template, not both and not neither")
     # The device's rate limit (one write) is checked while the face is analysed; every write of
     # the scan waits for it, so a scan over the limit leaves nothing but its refusal.
-    admission = _BACKGROUND.submit(
-        rate_limits.check,
-        deps.limiter,
-        deps.clock,
-        kind=rate_limits.DEVICE,
-        principal_id=device.device_id,
-        limit=deps.policy.rate_limits.per_device_per_minute,
+    admission = rate_limits.device_admission(
+        deps.limiter, deps.clock, device.device_id, deps.policy.rate_limits.per_device_per_minute
     )
     campaign = deps.campaigns.get(device.tenant_id, device.campaign_id)
     now = deps.clock.now()

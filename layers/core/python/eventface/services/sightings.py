@@ -9,10 +9,8 @@ lock; the consumer asks the CRM and pushes to the staff afterwards.
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
 
 from eventface.domain.access import AuditEntry, AuditOutcome, PrincipalKind
 from eventface.domain.errors import FaceNotFoundError, ForbiddenError, InvalidInputError
@@ -28,9 +26,6 @@ from eventface.domain.vip import (
 )
 from eventface.services import rate_limits
 from eventface.services.deps import Deps
-
-#: I/O a sighting overlaps with the face engine (the rate-limit write).
-_BACKGROUND: Final = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sighting-io")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +62,8 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         )
     if (sighting.photo is None) == (sighting.template is None):
         raise InvalidInputError("send either a photo or a template, not both and not neither")
-    admission = _BACKGROUND.submit(
-        rate_limits.check,
-        deps.limiter,
-        deps.clock,
-        kind=rate_limits.DEVICE,
-        principal_id=device.device_id,
-        limit=deps.policy.rate_limits.per_device_per_minute,
+    admission = rate_limits.device_admission(
+        deps.limiter, deps.clock, device.device_id, deps.policy.rate_limits.per_device_per_minute
     )
     venue = deps.venues.get(device.tenant_id, sighting.venue_id)
     deps.gallery.prefetch(venue.gallery_id)
