@@ -160,6 +160,26 @@ def make_alert(world: World) -> Callable[..., AlertJob]:
 # -- enrichment ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("waited_s", "budget_s"),
+    [(0.0, 1.5), (0.4, 1.1), (1.2, 0.375), (60.0, 0.375)],
+    ids=["at-once", "after-the-queue", "late-gets-the-floor", "backlog-gets-the-floor"],
+)
+def test_enrich_alert_gives_the_crm_what_is_left_of_the_deadline_since_the_sighting(
+    world: World, make_venue, make_alert, waited_s: float, budget_s: float
+) -> None:
+    # given: a 1.5 s CRM deadline; the job reaches the consumer ``waited_s`` after the sighting
+    make_venue()
+    job = make_alert()
+    world.clock.advance(waited_s)
+    # when
+    alerts.enrich_alert(world.deps, job)
+    # then: the staff are alerted within the deadline of the guest's arrival, the CRM never
+    # gets less than a quarter of it
+    ((_, given),) = world.gateway.lookups
+    assert given == pytest.approx(budget_s)
+
+
 def test_enrich_alert_ok_stores_the_profile_and_pushes_each_device_in_its_locale(
     world: World, make_venue, make_device, make_alert
 ) -> None:

@@ -2,9 +2,10 @@
 then the staff board's reads and actions (acknowledge, flag a false match).
 
 ``enrich_alert`` runs once per alert job. The alert goes out whatever the CRM does: the profile
-lookup has the venue's ``crm.deadline_ms`` and, past it, the alert is pushed marked "profile
-unavailable". The connector keeps to the deadline itself (per-attempt timeouts, no backoff pause
-past it); the call also runs on a worker thread that is waited for only until the deadline plus
+lookup has what is left of the venue's ``crm.deadline_ms`` counted from the sighting (see
+:func:`crm_budget_s`) and, past it, the alert is pushed marked "profile unavailable". The
+connector keeps to the deadline itself (per-attempt timeouts, no backoff pause past it); the
+call also runs on a worker thread that is waited for only until the deadline plus
 :data:`DEADLINE_GRACE_S`, so that a connector stuck where its timeouts do not reach (DNS, a bug)
 cannot hold the alert either. A webhook CRM is told about the sighting on a worker thread while
 the staff are pushed to; its failure is logged and changes nothing else.
@@ -41,6 +42,8 @@ from eventface.services.push_messages import VIP_ALERT, recipient, template, vip
 #: How long past the CRM deadline the callout's thread is waited for before the alert goes out
 #: without it (thread start and scheduling; the connector itself answers by the deadline).
 DEADLINE_GRACE_S: Final = 0.25
+#: The least of the CRM deadline a lookup gets, however long its job waited in the queue.
+MIN_CRM_SHARE: Final = 0.25
 #: Longest note on a false-match flag.
 MAX_NOTE: Final = MAX_TEXT
 #: CRM callouts and webhook notifications run here, so that waiting for them can be bounded.
@@ -87,7 +90,7 @@ def enrich_alert(deps: Deps, job: AlertJob) -> VipAlert:
     gateway = _gateway(deps, venue, alert)
     notified = _notify(gateway, venue, alert) if venue.crm.kind is CrmKind.WEBHOOK else None
     if alert.profile_status is ProfileStatus.PENDING:
-        enrichment = _enrichment(gateway, venue, alert)
+        enrichment = _enrichment(gateway, venue, alert, crm_budget_s(venue, alert, deps.clock.now()))
         alert = deps.alerts.enrich(
             alert.tenant_id,
             alert.venue_id,
@@ -147,7 +150,17 @@ def _gateway(deps: Deps, venue: Venue, alert: VipAlert) -> CrmGateway | None:
         return None
 
 
-def _enrichment(gateway: CrmGateway | None, venue: Venue, alert: VipAlert) -> _Enrichment:
+def crm_budget_s(venue: Venue, alert: VipAlert, now: datetime) -> float:
+    """What is left of the venue's CRM deadline, counted from the sighting (not from when the job
+    reached the consumer): staff get the alert within the deadline of the guest's arrival,
+    profile or not. A job that waited in the queue still gives the CRM
+    :data:`MIN_CRM_SHARE` of the deadline, so that a backlog does not strip every profile."""
+    deadline_s = venue.crm.deadline_ms / 1000.0
+    waited_s = max(0.0, (now - alert.sighted_at).total_seconds())
+    return max(deadline_s * MIN_CRM_SHARE, deadline_s - waited_s)
+
+
+def _enrichment(gateway: CrmGateway | None, venue: Venue, alert: VipAlert, budget_s: float) -> _Enrichment:
     kind = venue.crm.kind
     if kind is CrmKind.NONE:
         return _Enrichment(ProfileStatus.NONE, reason="the venue has no CRM connector")
@@ -165,10 +178,9 @@ def _enrichment(gateway: CrmGateway | None, venue: Venue, alert: VipAlert) -> _E
             ProfileStatus.UNAVAILABLE,
             reason="the venue's CRM connector is misconfigured: check the venue's crm settings",
         )
-    deadline_s = venue.crm.deadline_ms / 1000.0
-    future = _CRM_CALLS.submit(gateway.lookup, alert.crm_customer_id, deadline_s=deadline_s)
+    future = _CRM_CALLS.submit(gateway.lookup, alert.crm_customer_id, deadline_s=budget_s)
     try:
-        lookup = future.result(timeout=deadline_s + DEADLINE_GRACE_S)
+        lookup = future.result(timeout=budget_s + DEADLINE_GRACE_S)
     except FutureTimeoutError:
         future.cancel()
         return _Enrichment(
