@@ -30,6 +30,7 @@ from eventface.domain.vip import (
     CrmKind,
     ProfileLookup,
     ProfileStatus,
+    StaffDevice,
     Venue,
     VipAlert,
     check_text,
@@ -49,6 +50,8 @@ MAX_NOTE: Final = MAX_TEXT
 #: CRM callouts and webhook notifications run here, so that waiting for them can be bounded.
 #: Threads start on first use, not at import.
 _CRM_CALLS: Final = ThreadPoolExecutor(max_workers=8, thread_name_prefix="crm-callout")
+#: Reads that overlap the alert's read and the CRM callout.
+_READS: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alert-reads")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +85,14 @@ def enrich_alert(deps: Deps, job: AlertJob) -> VipAlert:
         The alert or the venue does not exist (the job is retried, then dead-lettered).
     """
     started = time.monotonic()
+    # The venue and the staff devices are read while the alert is (and the CRM is asked).
+    venue_read = _READS.submit(deps.venues.get, job.tenant_id, job.venue_id)
+    devices_read = _READS.submit(deps.staff_devices.list, job.tenant_id, job.venue_id)
     alert = deps.alerts.get(job.tenant_id, job.venue_id, job.alert_id)
     if alert.pushed_at is not None:
         logger.info("alert already pushed: nothing to do", extra=_ids(alert))
         return alert
-    venue = deps.venues.get(job.tenant_id, job.venue_id)
+    venue = venue_read.result()
     gateway = _gateway(deps, venue, alert)
     notified = _notify(gateway, venue, alert) if venue.crm.kind is CrmKind.WEBHOOK else None
     if alert.profile_status is ProfileStatus.PENDING:
@@ -109,7 +115,7 @@ def enrich_alert(deps: Deps, job: AlertJob) -> VipAlert:
                 "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
             },
         )
-    delivered, failed = _push(deps, alert)
+    delivered, failed = _push(deps, alert, devices_read.result())
     alert = deps.alerts.pushed(
         alert.tenant_id,
         alert.venue_id,
@@ -243,8 +249,8 @@ def _await_notification(notified: Future[None], venue: Venue, alert: VipAlert, s
         logger.info("the CRM webhook was notified of the sighting", extra=_ids(alert))
 
 
-def _push(deps: Deps, alert: VipAlert) -> tuple[int, int]:
-    devices = [d for d in deps.staff_devices.list(alert.tenant_id, alert.venue_id) if d.disabled_at is None]
+def _push(deps: Deps, alert: VipAlert, subscribed: tuple[StaffDevice, ...]) -> tuple[int, int]:
+    devices = [d for d in subscribed if d.disabled_at is None]
     if not devices:
         logger.info("no staff device to push the alert to", extra=_ids(alert))
         return 0, 0
