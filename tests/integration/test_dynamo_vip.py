@@ -177,6 +177,7 @@ def _alert(at: datetime = NOW, member_id: str = "m1", **changes: Any) -> VipAler
         similarity=0.73,
         tier="gold",
         crm_customer_id="C-1",
+        expires_at=at + timedelta(days=90),
     )
     return replace(alert, **changes)
 

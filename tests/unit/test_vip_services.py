@@ -78,6 +78,7 @@ def test_member_is_greeted_and_alerted_once_per_window(world, venue):
     alerts = world.alerts.list(TENANT, venue.venue_id).items
     assert [a.alert_id for a in alerts] == [later.faces[0].alert_id, face.alert_id]
     assert alerts[1].member_id == member.member_id and alerts[1].profile_status is ProfileStatus.PENDING
+    assert alerts[1].expires_at == alerts[1].sighted_at + timedelta(days=90)  # the alert retention
     assert [j.alert_id for j in world.alerts.jobs] == [face.alert_id, later.faces[0].alert_id]
 
 

@@ -324,6 +324,7 @@ class Container:
                 history_ttl=timedelta(hours=self.settings.history_ttl_hours),
                 cooldown_seconds=self.settings.cooldown_seconds,
                 audit_retention_days=self.settings.audit_retention_days,
+                alert_retention_days=self.settings.alert_retention_days,
                 max_faces_per_frame=self.settings.max_faces_per_frame,
                 rate_limits=RateLimits(
                     per_device_per_minute=self.settings.device_requests_per_minute,

@@ -33,6 +33,7 @@ OIDC_JWKS_URL: Final = "EVENTFACE_OIDC_JWKS_URL"
 OIDC_ISSUER: Final = "EVENTFACE_OIDC_ISSUER"
 OIDC_CLIENT_ID: Final = "EVENTFACE_OIDC_CLIENT_ID"
 AUDIT_RETENTION_DAYS: Final = "EVENTFACE_AUDIT_RETENTION_DAYS"
+ALERT_RETENTION_DAYS: Final = "EVENTFACE_ALERT_RETENTION_DAYS"
 DEVICE_REQUESTS_PER_MINUTE: Final = "EVENTFACE_DEVICE_REQUESTS_PER_MINUTE"
 KEY_REQUESTS_PER_MINUTE: Final = "EVENTFACE_KEY_REQUESTS_PER_MINUTE"
 FAILED_AUTH_PER_MINUTE: Final = "EVENTFACE_FAILED_AUTH_PER_MINUTE"
@@ -170,6 +171,12 @@ class Settings:
         """How long audit entries are kept (400 days: longer than any history)."""
         raw = self._optional(AUDIT_RETENTION_DAYS) or "400"
         return _parse(AUDIT_RETENTION_DAYS, raw, int, lambda v: 1 <= v <= 3650, "a number of days, 1-3650")
+
+    @property
+    def alert_retention_days(self) -> int:
+        """How long VIP alerts (with their copy of the CRM profile) are kept (90 days)."""
+        raw = self._optional(ALERT_RETENTION_DAYS) or "90"
+        return _parse(ALERT_RETENTION_DAYS, raw, int, lambda v: 1 <= v <= 3650, "a number of days, 1-3650")
 
     def _per_minute(self, name: str, default: int) -> int:
         raw = self._optional(name) or str(default)

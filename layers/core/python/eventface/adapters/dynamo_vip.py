@@ -480,6 +480,7 @@ def _alert_item(alert: VipAlert) -> AlertItem:
         false_match_by=alert.false_match_by,
         false_match_at=alert.false_match_at,
         false_match_note=alert.false_match_note,
+        expires=alert.expires_at,
     )
 
 
@@ -508,6 +509,7 @@ def _alert_from_item(item: AlertItem) -> VipAlert:
         false_match_by=item.false_match_by,
         false_match_at=item.false_match_at,
         false_match_note=item.false_match_note or "",
+        expires_at=item.expires,
     )
 
 

@@ -313,6 +313,7 @@ def alert(value: VipAlert) -> dict[str, Any]:
         "false_match_by": value.false_match_by,
         "false_match_at": when(value.false_match_at),
         "false_match_note": value.false_match_note,
+        "expires_at": when(value.expires_at),
     }
 
 

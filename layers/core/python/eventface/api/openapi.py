@@ -1133,6 +1133,10 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "false_match_by": _NULLABLE_STRING,
                     "false_match_at": _NULLABLE_STRING,
                     "false_match_note": {"type": "string"},
+                    "expires_at": {
+                        **_NULLABLE_STRING,
+                        "description": "When the alert is deleted (EVENTFACE_ALERT_RETENTION_DAYS)",
+                    },
                 },
             },
             "LocalizedTexts": {

@@ -249,6 +249,9 @@ class VipAlert:
     false_match_by: str | None = None
     false_match_at: datetime | None = None
     false_match_note: str = ""
+    #: When the alert (and its copy of the CRM profile) is deleted: the venue's records are kept for
+    #: the tenant's alert retention, not forever.
+    expires_at: datetime | None = None
 
 
 def dedupe_key(tenant_id: str, venue_id: str, member_id: str) -> str:

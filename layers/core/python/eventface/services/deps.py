@@ -40,6 +40,7 @@ class Policy:
     cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS
     max_page: int = 100
     audit_retention_days: int = 400
+    alert_retention_days: int = 90
     rate_limits: RateLimits = field(default_factory=RateLimits)
     #: Faces of a sighting frame that are searched, largest first.
     max_faces_per_frame: int = 5

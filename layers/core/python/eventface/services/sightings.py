@@ -90,7 +90,14 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
             continue
         alert_id = None
         if member.member_id not in alerted:  # the same person twice in one frame: one alert
-            alert = _alert(venue, member, device, identification, now)
+            alert = _alert(
+                venue,
+                member,
+                device,
+                identification,
+                now=now,
+                retention_days=deps.policy.alert_retention_days,
+            )
             claimed = deps.alerts.claim(
                 SightingWrite(
                     alert=alert,
@@ -125,7 +132,13 @@ def _stranger(probe: Probe, identification: Identification) -> SightedFace:
 
 
 def _alert(
-    venue: Venue, member: VipMember, device: DeviceCredential, identification: Identification, now: datetime
+    venue: Venue,
+    member: VipMember,
+    device: DeviceCredential,
+    identification: Identification,
+    *,
+    now: datetime,
+    retention_days: int,
 ) -> VipAlert:
     return VipAlert(
         tenant_id=venue.tenant_id,
@@ -138,6 +151,7 @@ def _alert(
         similarity=identification.similarity or 0.0,
         tier=member.tier,
         crm_customer_id=member.crm_customer_id,
+        expires_at=now + timedelta(days=retention_days),
     )
 
 
