@@ -500,3 +500,18 @@ def _receive_all(queue_url: str) -> list[dict[str, Any]]:
 
 def _activated_key(wired: Services, checkpoint_id: str) -> str:
     return wired.activate_device(wired.register_device("acme", "rally", checkpoint_id).activation_code).key
+
+
+def test_dynamo_progress_many_reads_every_participant_in_batches(tables):
+    # given: p1 has a stamp; 149 others have none (more than one BatchGetItem of 100 keys)
+    ledger, book = DynamoScanLedger(tables), DynamoStampBook(tables)
+    assert ledger.commit(_write("gate"))
+    ids = ["p1", *(f"x{i:03d}" for i in range(149)), "p1"]
+    # when
+    progress = book.progress_many("acme", "rally", ids)
+    # then: one entry per participant, the stamped one with its stamp, the others empty
+    assert len(progress) == 150
+    assert progress["p1"] == book.progress("acme", "rally", "p1")
+    assert progress["p1"].checkpoint_ids == {"gate"}
+    assert progress["x148"] == Progress("acme", "rally", "x148")
+    assert book.progress_many("acme", "rally", []) == {}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from eventface import aws
-from eventface.adapters import dynamo_vip
+from eventface.adapters import dynamo_repositories
 from eventface.adapters.dynamo_access import DynamoAuditLog
 from eventface.adapters.dynamo_repositories import DynamoTables
 from eventface.adapters.dynamo_vip import (
@@ -774,7 +774,7 @@ def throttled(dynamo: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     connection = type("Connection", (), {"client": client})()
     monkeypatch.setattr(DynamoTables, "connection", property(lambda _: connection))
     backoffs: list[int] = []
-    monkeypatch.setattr(dynamo_vip, "_backoff", backoffs.append)
+    monkeypatch.setattr(dynamo_repositories, "_backoff", backoffs.append)
     yield client, backoffs
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -12,7 +11,6 @@ import pytest
 from eventface.domain.errors import DependencyError, InvalidInputError, NotFoundError, StateConflictError
 from eventface.domain.model import Consent, JobKind, NotificationJob, Participant, Progress, Stamp
 from eventface.domain.vip import CampaignMessage, Segment
-from eventface.services import messages
 from eventface.services.messages import (
     get_campaign_message,
     list_campaign_messages,
@@ -297,65 +295,43 @@ def test_send_campaign_message_refuses_invalid_messages(
     assert list_campaign_messages(world.services.deps, TENANT, CAMPAIGN).items == ()
 
 
-def test_send_campaign_message_walks_every_page_and_reads_progress_concurrently(
+def test_send_campaign_message_walks_every_page_with_one_progress_read_per_page(
     world: Any, rally: Any, add_participant: Callable[..., Participant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given more participants than a page holds, every third one completed, and a stamp book that
-    # notes the thread of each read
-    count = world.services.deps.policy.max_page * 2 + 50
+    # notes each batch read
+    page = world.services.deps.policy.max_page
+    count = page * 2 + 50
     for i in range(count):
         add_participant(f"p{i:04d}", stamps=2 if i % 3 == 0 else 0)
-    threads: list[str] = []
-    real_progress = world.stamps.progress
+    batches: list[int] = []
+    real_progress_many = world.stamps.progress_many
 
-    def progress(*key: str) -> Progress:
-        threads.append(threading.current_thread().name)
-        result: Progress = real_progress(*key)
-        return result
+    def progress_many(tenant_id: str, campaign_id: str, ids: Any) -> Any:
+        batches.append(len(ids))
+        return real_progress_many(tenant_id, campaign_id, ids)
 
-    monkeypatch.setattr(world.stamps, "progress", progress)
+    monkeypatch.setattr(world.stamps, "progress_many", progress_many)
     # when
     message = _send(world, Segment(completed=True))
-    # then every participant was read once, the matches kept in listing order, mostly off-thread
+    # then every participant was read once, in a read per page; the matches kept in listing order
     expected = [f"p{i:04d}" for i in range(count) if i % 3 == 0]
     assert [job.participant_id for job in _jobs(world)] == expected
     assert message.targeted == len(expected)
-    assert len(threads) == count
-    assert sum(name.startswith("progress") for name in threads) == count - 1
-    assert len(set(threads)) <= messages.PROGRESS_READERS + 1
-
-
-def test_send_campaign_message_few_participants_read_on_the_callers_thread(
-    world: Any, population: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    threads: list[str] = []
-    real_progress = world.stamps.progress
-
-    def progress(*key: str) -> Progress:
-        threads.append(threading.current_thread().name)
-        result: Progress = real_progress(*key)
-        return result
-
-    monkeypatch.setattr(world.stamps, "progress", progress)
-    _send(world)
-    assert threads == [threading.current_thread().name] * 4
+    assert batches == [page, page, 50]
 
 
 def test_send_campaign_message_store_failure_while_reading_stores_nothing(
     world: Any, rally: Any, add_participant: Callable[..., Participant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a stamp book that fails for one participant among many
+    # given a stamp book whose batch read fails
     for i in range(40):
         add_participant(f"p{i:02d}")
-    real_progress = world.stamps.progress
 
-    def progress(tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
-        if participant_id == "p17":
-            raise DependencyError("reading the progress failed (throttled): retry")
-        result: Progress = real_progress(tenant_id, campaign_id, participant_id)
-        return result
+    def progress_many(tenant_id: str, campaign_id: str, ids: Any) -> Any:
+        raise DependencyError("reading the participants' progress was throttled by DynamoDB: retry")
 
-    monkeypatch.setattr(world.stamps, "progress", progress)
+    monkeypatch.setattr(world.stamps, "progress_many", progress_many)
     # when / then the error reaches the caller and nothing was sent
     with pytest.raises(DependencyError, match="throttled"):
         _send(world)

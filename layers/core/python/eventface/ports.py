@@ -6,6 +6,7 @@ in-memory fakes (``eventface.adapters.memory``) implement them for tests and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -89,6 +90,12 @@ class StampBook(Protocol):
 
     def progress(self, tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
         """The participant's progress (empty if no stamp yet)."""
+        ...
+
+    def progress_many(
+        self, tenant_id: str, campaign_id: str, participant_ids: Sequence[str]
+    ) -> dict[str, Progress]:
+        """Each participant's progress (empty if no stamp yet), by id, in few round trips."""
         ...
 
     def stamps(self, tenant_id: str, campaign_id: str, participant_id: str) -> list[Stamp]:

@@ -15,7 +15,7 @@ import functools
 import json
 import operator
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -367,6 +367,24 @@ class DynamoStampBook:
     def progress(self, tenant_id: str, campaign_id: str, participant_id: str) -> Progress:
         key = _join(tenant_id, campaign_id, participant_id)
         return _to_progress(tenant_id, campaign_id, participant_id, self._progress_item(key))
+
+    def progress_many(
+        self, tenant_id: str, campaign_id: str, participant_ids: Sequence[str]
+    ) -> dict[str, Progress]:
+        """Consistent BatchGetItem, :data:`BATCH_GET_LIMIT` participants a call."""
+        ids = list(dict.fromkeys(participant_ids))
+        items: dict[str, StampItem] = {}
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [
+                {"participant_key": {"S": _join(tenant_id, campaign_id, p)}, "sk": {"S": _PROGRESS}}
+                for p in ids[start : start + BATCH_GET_LIMIT]
+            ]
+            wanted = {StampItem.Meta.table_name: {"Keys": keys, "ConsistentRead": True}}
+            found = batch_get(self._tables, wanted, "reading the participants' progress")
+            for raw in found.get(StampItem.Meta.table_name, []):
+                item = StampItem.from_raw_data(raw)
+                items[item.participant_key.rsplit("#", 1)[-1]] = item
+        return {p: _to_progress(tenant_id, campaign_id, p, items.get(p)) for p in ids}
 
     def _partition(self, tenant_id: str, campaign_id: str, participant_id: str) -> list[StampItem]:
         try:
@@ -804,6 +822,58 @@ class DynamoDeviceRegistry:
 #: BatchGetItem rounds for keys DynamoDB left unprocessed (throttling) before giving up.
 _BATCH_GET_ROUNDS: Final = 5
 
+#: DynamoDB's limits per BatchGetItem and per BatchWriteItem request.
+BATCH_GET_LIMIT: Final = 100
+_BATCH_WRITE_LIMIT: Final = 25
+#: BatchWriteItem rounds for items DynamoDB left unprocessed (throttling) before giving up.
+_BATCH_WRITE_ROUNDS: Final = 6
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep before resending what DynamoDB left unprocessed: 20 ms, 40 ms, ... at most 1 s."""
+    time.sleep(min(1.0, 0.02 * 2**attempt))
+
+
+def batch_get(tables: DynamoTables, wanted: dict[str, Any], what: str) -> dict[str, list[dict[str, Any]]]:
+    """Raw items by table for a BatchGetItem request, resending unprocessed keys with backoff."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    client = tables.connection.client
+    for attempt in range(_BATCH_GET_ROUNDS):
+        if attempt:
+            _backoff(attempt - 1)
+        try:
+            answer = client.batch_get_item(RequestItems=wanted)
+        except (ClientError, BotoCoreError) as exc:
+            raise _client_error(exc, what) from exc
+        for table, items in answer.get("Responses", {}).items():
+            found.setdefault(table, []).extend(items)
+        wanted = answer.get("UnprocessedKeys") or {}
+        if not wanted:
+            return found
+    raise DependencyError(f"{what} was throttled by DynamoDB: retry later")
+
+
+def batch_put(tables: DynamoTables, table: str, items: Sequence[Any], what: str) -> None:
+    """Put ``items`` (pynamodb models of ``table``) 25 per BatchWriteItem, resending unprocessed
+    items with exponential backoff; DependencyError if DynamoDB keeps refusing them."""
+    client = tables.connection.client
+    for start in range(0, len(items), _BATCH_WRITE_LIMIT):
+        pending = [{"PutRequest": {"Item": i.serialize()}} for i in items[start : start + _BATCH_WRITE_LIMIT]]
+        for attempt in range(_BATCH_WRITE_ROUNDS):
+            if attempt:
+                _backoff(attempt - 1)
+            try:
+                answer = client.batch_write_item(RequestItems={table: pending})
+            except (ClientError, BotoCoreError) as exc:
+                raise _client_error(exc, what) from exc
+            pending = (answer.get("UnprocessedItems") or {}).get(table) or []
+            if not pending:
+                break
+        else:
+            raise DependencyError(
+                f"{what} was throttled by DynamoDB ({len(pending)} item(s) not written): retry later"
+            )
+
 
 class DynamoScanLedger:
     """A recognised scan's one read (BatchGetItem, strongly consistent) and one TransactWrite.
@@ -838,21 +908,7 @@ class DynamoScanLedger:
                 "ConsistentRead": True,
             },
         }
-        found: dict[str, list[dict[str, Any]]] = {}
-        client = self._tables.connection.client
-        for attempt in range(_BATCH_GET_ROUNDS):
-            try:
-                answer = client.batch_get_item(RequestItems=wanted)
-            except (ClientError, BotoCoreError) as exc:
-                raise _client_error(exc, "reading the participant's progress") from exc
-            for table, items in answer.get("Responses", {}).items():
-                found.setdefault(table, []).extend(items)
-            wanted = answer.get("UnprocessedKeys") or {}
-            if not wanted:
-                break
-            time.sleep(0.01 * 2**attempt)
-        else:
-            raise DependencyError("reading the participant's progress was throttled by DynamoDB: retry later")
+        found = batch_get(self._tables, wanted, "reading the participant's progress")
         participants = found.get(ParticipantItem.Meta.table_name, [])
         progress = found.get(StampItem.Meta.table_name, [])
         cooldowns = found.get(CooldownItem.Meta.table_name, [])

@@ -17,13 +17,11 @@ pynamodb and botocore errors are translated by error code into domain errors
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, TypeAlias
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import Attribute
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.expressions.update import Action
@@ -40,22 +38,23 @@ from eventface.adapters.dynamo_models import (
     VipMemberItem,
 )
 from eventface.adapters.dynamo_repositories import (
-    _BATCH_GET_ROUNDS,
+    BATCH_GET_LIMIT,
     CONDITION_FAILED,
     COOLDOWN_TTL_SLACK_SECONDS,
     OUTBOX_TTL,
     DynamoTables,
-    _client_error,
     _code,
     _join,
     _time_key,
     _translate,
     audit_item,
+    batch_get,
+    batch_put,
     decode_cursor,
     encode_cursor,
 )
 from eventface.adapters.sqs_queue import QueueMessage, alert_job_message, job_message
-from eventface.domain.errors import AlreadyExistsError, DependencyError, NotFoundError, StateConflictError
+from eventface.domain.errors import AlreadyExistsError, NotFoundError, StateConflictError
 from eventface.domain.model import NotificationJob, Page
 from eventface.domain.vip import (
     DEFAULT_CRM_DEADLINE_MS,
@@ -74,20 +73,8 @@ from eventface.domain.vip import (
     dedupe_key,
 )
 
-#: DynamoDB's limits per BatchGetItem and per BatchWriteItem request.
-_BATCH_GET_LIMIT: Final = 100
-_BATCH_WRITE_LIMIT: Final = 25
-#: BatchWriteItem rounds for items DynamoDB left unprocessed (throttling) before giving up.
-_BATCH_WRITE_ROUNDS: Final = 6
-
-
 #: An UpdateItem's actions (named here: ``list`` is a method name inside the store classes).
 _Actions: TypeAlias = list[Action]
-
-
-def _backoff(attempt: int) -> None:
-    """Sleep before resending what DynamoDB left unprocessed: 20 ms, 40 ms, ... at most 1 s."""
-    time.sleep(min(1.0, 0.02 * 2**attempt))
 
 
 def _outbox_item(message: QueueMessage, created_at: datetime) -> OutboxItem:
@@ -108,47 +95,6 @@ def _lost_race(exc: TransactWriteError) -> bool:
     if _code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
         return True
     return _code(exc) == "TransactionConflictException" or "TransactionConflict" in reasons
-
-
-def _batch_get(tables: DynamoTables, wanted: dict[str, Any], what: str) -> dict[str, list[dict[str, Any]]]:
-    """Raw items by table for a BatchGetItem request, resending unprocessed keys with backoff."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    client = tables.connection.client
-    for attempt in range(_BATCH_GET_ROUNDS):
-        if attempt:
-            _backoff(attempt - 1)
-        try:
-            answer = client.batch_get_item(RequestItems=wanted)
-        except (ClientError, BotoCoreError) as exc:
-            raise _client_error(exc, what) from exc
-        for table, items in answer.get("Responses", {}).items():
-            found.setdefault(table, []).extend(items)
-        wanted = answer.get("UnprocessedKeys") or {}
-        if not wanted:
-            return found
-    raise DependencyError(f"{what} was throttled by DynamoDB: retry later")
-
-
-def _batch_put(tables: DynamoTables, table: str, items: Sequence[Any], what: str) -> None:
-    """Put ``items`` (pynamodb models of ``table``) 25 per BatchWriteItem, resending unprocessed
-    items with exponential backoff; DependencyError if DynamoDB keeps refusing them."""
-    client = tables.connection.client
-    for start in range(0, len(items), _BATCH_WRITE_LIMIT):
-        pending = [{"PutRequest": {"Item": i.serialize()}} for i in items[start : start + _BATCH_WRITE_LIMIT]]
-        for attempt in range(_BATCH_WRITE_ROUNDS):
-            if attempt:
-                _backoff(attempt - 1)
-            try:
-                answer = client.batch_write_item(RequestItems={table: pending})
-            except (ClientError, BotoCoreError) as exc:
-                raise _client_error(exc, what) from exc
-            pending = (answer.get("UnprocessedItems") or {}).get(table) or []
-            if not pending:
-                break
-        else:
-            raise DependencyError(
-                f"{what} was throttled by DynamoDB ({len(pending)} item(s) not written): retry later"
-            )
 
 
 # -------------------------------------------------------------------------------------- venues
@@ -332,12 +278,12 @@ class DynamoVipMemberRepository:
         table = VipMemberItem.Meta.table_name
         venue_key = _join(tenant_id, venue_id)
         found: dict[str, VipMember] = {}
-        for start in range(0, len(ids), _BATCH_GET_LIMIT):
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
             keys = [
                 {"venue_key": {"S": venue_key}, "member_id": {"S": member_id}}
-                for member_id in ids[start : start + _BATCH_GET_LIMIT]
+                for member_id in ids[start : start + BATCH_GET_LIMIT]
             ]
-            answer = _batch_get(
+            answer = batch_get(
                 self._tables, {table: {"Keys": keys, "ConsistentRead": True}}, "reading the VIP members"
             )
             for raw in answer.get(table, []):
@@ -779,7 +725,7 @@ class DynamoMessageStore:
         # One item per job id: a BatchWriteItem refuses two puts of one key, and the same job id
         # is the same job (the queue deduplicates on it too).
         outbox = {m.message_id: _outbox_item(m, j.created_at) for j in jobs for m in (job_message(j),)}
-        _batch_put(
+        batch_put(
             self._tables,
             OutboxItem.Meta.table_name,
             list(outbox.values()),

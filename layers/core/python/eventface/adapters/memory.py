@@ -188,6 +188,11 @@ class InMemoryStampBook:
         who = (tenant_id, campaign_id, participant_id)
         return self._progress.get(who) or Progress(*who)
 
+    def progress_many(
+        self, tenant_id: str, campaign_id: str, participant_ids: Sequence[str]
+    ) -> dict[str, Progress]:
+        return {p: self.progress(tenant_id, campaign_id, p) for p in participant_ids}
+
     def stamps(self, tenant_id: str, campaign_id: str, participant_id: str) -> list[Stamp]:
         who = (tenant_id, campaign_id, participant_id)
         return sorted((s for k, s in self._stamps.items() if k[:3] == who), key=lambda s: s.checkpoint_id)
