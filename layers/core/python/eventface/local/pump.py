@@ -12,11 +12,11 @@ hands the records to the consumer as a Lambda stream event and moves on; a batch
 (the record's sequence number) makes it read again from that record after a pause, as Lambda's
 ``ReportBatchItemFailures`` does.
 
-Consumers are registered by logical queue name (``notifications``...) in :data:`CONSUMERS` and by
-logical table name (``outbox``) in :data:`STREAM_CONSUMERS`, as ``"module:function"`` (the code
-behind the function's Lambda entry point, ``lambda_handler``), so the stack imports them only when
-it starts. A queue with no consumer is not polled: its messages stay there (and the demo reads
-them).
+Consumers are registered by logical queue name (``notifications`` → push_dispatch, ``sightings``
+→ vip_enrich) in :data:`CONSUMERS` and by logical table name (``outbox``) in
+:data:`STREAM_CONSUMERS`, as ``"module:function"`` (the code behind the function's Lambda entry
+point, ``lambda_handler``), so the stack imports them only when it starts. A queue with no
+consumer is not polled: its messages stay there.
 """
 
 from __future__ import annotations
