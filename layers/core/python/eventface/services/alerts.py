@@ -304,8 +304,7 @@ def list_alerts(
     InvalidInputError
         ``limit`` outside 1..max_page, or ``since`` without a timezone.
     """
-    if not 1 <= limit <= deps.policy.max_page:
-        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    deps.policy.page_limit(limit)
     if since is not None and since.tzinfo is None:
         raise InvalidInputError("since must include a timezone (e.g. 2026-05-01T09:00:00+00:00)")
     deps.venues.get(tenant_id, venue_id)

@@ -116,6 +116,5 @@ def get_campaign(deps: Deps, tenant_id: str, campaign_id: str) -> Campaign:
 
 def list_campaigns(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Campaign]:
     """One page of the tenant's campaigns."""
-    if not 1 <= limit <= deps.policy.max_page:
-        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    deps.policy.page_limit(limit)
     return deps.campaigns.list(tenant_id, limit, cursor)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
 from eventface.ports import (
     CampaignRepository,
@@ -44,6 +45,13 @@ class Policy:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     #: Faces of a sighting frame that are searched, largest first.
     max_faces_per_frame: int = 5
+
+    def page_limit(self, limit: int) -> int:
+        """``limit`` if it is a page size the listings allow (1 to ``max_page``), else
+        InvalidInputError."""
+        if not 1 <= limit <= self.max_page:
+            raise InvalidInputError(f"limit must be between 1 and {self.max_page}")
+        return limit
 
 
 class Deps(Protocol):

@@ -235,6 +235,5 @@ def revoke_device(deps: Deps, tenant_id: str, device_id: str) -> Device:
 
 def list_devices(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
     """One page of the tenant's devices, with status and last-seen time."""
-    if not 1 <= limit <= deps.policy.max_page:
-        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    deps.policy.page_limit(limit)
     return deps.devices.list(tenant_id, limit, cursor)

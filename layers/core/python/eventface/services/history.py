@@ -18,8 +18,7 @@ def list_history(
 ) -> Page[RecognitionEvent]:
     """One page of the events matching ``query``; pass ``page.cursor`` back for the next.
     NotFoundError for an unknown campaign, InvalidInputError for a bad limit, cursor or range."""
-    if not 1 <= limit <= deps.policy.max_page:
-        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    deps.policy.page_limit(limit)
     if query and query.since and query.until and query.since >= query.until:
         raise InvalidInputError("since must be before until")
     deps.campaigns.get(tenant_id, campaign_id)

@@ -201,8 +201,7 @@ def list_campaign_messages(
     InvalidInputError
         ``limit`` is outside 1 to the policy's page size.
     """
-    if not 1 <= limit <= deps.policy.max_page:
-        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
+    deps.policy.page_limit(limit)
     deps.campaigns.get(tenant_id, campaign_id)
     return deps.messages.list(tenant_id, campaign_id, limit, cursor)
 

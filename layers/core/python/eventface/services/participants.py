@@ -96,7 +96,7 @@ def list_participants(
 ) -> Page[Participant]:
     """One page of a campaign's participants."""
     deps.campaigns.get(tenant_id, campaign_id)
-    return deps.participants.list(tenant_id, campaign_id, _limit(deps, limit), cursor)
+    return deps.participants.list(tenant_id, campaign_id, deps.policy.page_limit(limit), cursor)
 
 
 def erase_participant(deps: Deps, tenant_id: str, campaign_id: str, participant_id: str) -> ErasureReceipt:
@@ -130,9 +130,3 @@ def erase_participant(deps: Deps, tenant_id: str, campaign_id: str, participant_
         history_deleted=history_deleted,
         verified=verified,
     )
-
-
-def _limit(deps: Deps, limit: int) -> int:
-    if not 1 <= limit <= deps.policy.max_page:
-        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
-    return limit

@@ -72,7 +72,7 @@ def get_venue(deps: Deps, tenant_id: str, venue_id: str) -> Venue:
 
 
 def list_venues(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Venue]:
-    return deps.venues.list(tenant_id, _limit(deps, limit), cursor)
+    return deps.venues.list(tenant_id, deps.policy.page_limit(limit), cursor)
 
 
 # -- VIP members --------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def list_members(
     deps: Deps, tenant_id: str, venue_id: str, limit: int = 50, cursor: str | None = None
 ) -> Page[VipMember]:
     deps.venues.get(tenant_id, venue_id)
-    return deps.vip_members.list(tenant_id, venue_id, _limit(deps, limit), cursor)
+    return deps.vip_members.list(tenant_id, venue_id, deps.policy.page_limit(limit), cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +215,3 @@ def list_staff_devices(deps: Deps, tenant_id: str, venue_id: str) -> tuple[Staff
 def unsubscribe_staff_device(deps: Deps, tenant_id: str, venue_id: str, staff_device_id: str) -> bool:
     deps.venues.get(tenant_id, venue_id)
     return deps.staff_devices.delete(tenant_id, venue_id, staff_device_id)
-
-
-def _limit(deps: Deps, limit: int) -> int:
-    if not 1 <= limit <= deps.policy.max_page:
-        raise InvalidInputError(f"limit must be between 1 and {deps.policy.max_page}")
-    return limit
