@@ -84,3 +84,28 @@ def test_cached_campaigns_own_write_is_visible_at_once(cached) -> None:
     repo.save(replace(draft, status=CampaignStatus.LIVE))
     # then the next read sees it
     assert repo.get("t", "c").status is CampaignStatus.LIVE
+
+
+def test_cached_venue_repository_serves_reads_and_forgets_its_own_writes() -> None:
+    # given
+    from eventface.adapters.memory_vip import InMemoryVenueRepository
+    from eventface.adapters.read_cache import CachedVenueRepository
+    from eventface.domain.vip import Venue
+
+    class CountingVenues(InMemoryVenueRepository):
+        gets = 0
+
+        def get(self, tenant_id: str, venue_id: str) -> Venue:
+            self.gets += 1
+            return super().get(tenant_id, venue_id)
+
+    inner, ticker = CountingVenues(), Ticker()
+    venues = CachedVenueRepository(inner, TtlCache(5.0, ticker))
+    stored = venues.add(Venue("t", "v", "Hotel", NOW))
+    # when: read twice, changed through the wrapper, read again
+    first, again = venues.get("t", "v"), venues.get("t", "v")
+    changed = venues.save(replace(stored, dedupe_minutes=0))
+    after = venues.get("t", "v")
+    # then
+    assert first == again == stored and inner.gets == 2
+    assert after == changed and after.dedupe_minutes == 0

@@ -228,8 +228,11 @@ class Container:
 
     def _make_venues(self) -> VenueRepository:
         from eventface.adapters.dynamo_vip import DynamoVenueRepository
+        from eventface.adapters.read_cache import CachedVenueRepository, TtlCache
 
-        return DynamoVenueRepository(self._tables())
+        repository = DynamoVenueRepository(self._tables())
+        ttl = self.settings.read_cache_seconds
+        return CachedVenueRepository(repository, TtlCache(ttl)) if ttl > 0 else repository
 
     @property
     def vip_members(self) -> VipMemberRepository:

@@ -1,7 +1,8 @@
 """Short-lived read-through caches for the scan hot path, wrapped around the real repositories.
 
-Every checkpoint scan reads its campaign before anything else: a DynamoDB round trip that returns
-the same item for every scan of a warm container. The wrapper keeps each answer for ``ttl``
+Every checkpoint scan reads its campaign, and every VIP sighting and alert enrichment its venue,
+before anything else: a DynamoDB round trip that returns the same item for every request of a warm
+container. The wrapper keeps each answer for ``ttl``
 seconds (monotonic clock), so a change made elsewhere (a campaign published or ended) reaches a
 warm container within ``ttl``; changes made through the same wrapper take effect at once. Device
 keys are not cached: a revoked device is refused on its very next request.
@@ -12,13 +13,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from eventface.domain.model import Campaign, Page
+from eventface.domain.vip import Venue
 from eventface.ports import CampaignRepository
+from eventface.ports_vip import VenueRepository
 
 K = TypeVar("K")
 V = TypeVar("V")
+E = TypeVar("E")
 
 DEFAULT_TTL_SECONDS = 5.0
 _MAX_ENTRIES = 10_000
@@ -55,28 +59,62 @@ class TtlCache(Generic[K, V]):
             self._entries.clear()
 
 
-class CachedCampaignRepository:
-    """``get`` served from a short cache; writes go through and refresh it."""
+class _Repository(Protocol[E]):
+    """The shape shared by the campaign and venue repositories (entities keyed by tenant and id)."""
 
-    def __init__(self, inner: CampaignRepository, cache: TtlCache[tuple[str, str], Campaign]) -> None:
+    def add(self, entity: E, /) -> E: ...
+    def get(self, tenant_id: str, entity_id: str, /) -> E: ...
+    def save(self, entity: E, /) -> E: ...
+    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None, /) -> Page[E]: ...
+
+
+class CachedRepository(Generic[E]):
+    """``get`` served from a short cache; writes go through and refresh it.
+
+    Parameters
+    ----------
+    inner
+        The repository (campaigns, venues).
+    cache
+        Keyed by ``key(entity)``: (tenant id, entity id).
+    key
+        An entity's (tenant id, id).
+    """
+
+    def __init__(
+        self, inner: _Repository[E], cache: TtlCache[tuple[str, str], E], key: Callable[[E], tuple[str, str]]
+    ) -> None:
         self._inner = inner
         self._cache = cache
+        self._key = key
 
-    def add(self, campaign: Campaign) -> Campaign:
-        stored = self._inner.add(campaign)
-        self._cache.forget((stored.tenant_id, stored.campaign_id))
+    def add(self, entity: E) -> E:
+        stored = self._inner.add(entity)
+        self._cache.forget(self._key(stored))
         return stored
 
-    def get(self, tenant_id: str, campaign_id: str) -> Campaign:
-        return self._cache.get_or_load(
-            (tenant_id, campaign_id), lambda: self._inner.get(tenant_id, campaign_id)
-        )
+    def get(self, tenant_id: str, entity_id: str) -> E:
+        return self._cache.get_or_load((tenant_id, entity_id), lambda: self._inner.get(tenant_id, entity_id))
 
-    def save(self, campaign: Campaign) -> Campaign:
+    def save(self, entity: E) -> E:
         try:
-            return self._inner.save(campaign)
+            return self._inner.save(entity)
         finally:
-            self._cache.forget((campaign.tenant_id, campaign.campaign_id))
+            self._cache.forget(self._key(entity))
 
-    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Campaign]:
+    def list(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[E]:
         return self._inner.list(tenant_id, limit, cursor)
+
+
+def CachedCampaignRepository(  # noqa: N802 - a constructor by use
+    inner: CampaignRepository, cache: TtlCache[tuple[str, str], Campaign]
+) -> CachedRepository[Campaign]:
+    """Campaign reads of the scan path, cached."""
+    return CachedRepository(inner, cache, lambda c: (c.tenant_id, c.campaign_id))
+
+
+def CachedVenueRepository(  # noqa: N802 - a constructor by use
+    inner: VenueRepository, cache: TtlCache[tuple[str, str], Venue]
+) -> CachedRepository[Venue]:
+    """Venue reads of the sighting path and of vip_enrich, cached."""
+    return CachedRepository(inner, cache, lambda v: (v.tenant_id, v.venue_id))
