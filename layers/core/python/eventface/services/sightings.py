@@ -82,14 +82,16 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
     now = deps.clock.now()
     audit = _audit(deps, device, venue, now, len(probes))
     faces: list[SightedFace] = []
-    alerted: set[str] = set()
+    #: Member id -> the alert this frame raised for them (None: inside the window); a member seen
+    #: twice in one frame is claimed once.
+    raised: dict[str, str | None] = {}
     for probe, identification in zip(probes, found, strict=True):
         member = members.get(identification.participant_id or "")
         if member is None:
             faces.append(_stranger(probe, identification))
             continue
         alert_id = None
-        if member.member_id not in alerted:  # the same person twice in one frame: one alert
+        if member.member_id not in raised:
             alert = _alert(
                 venue,
                 member,
@@ -103,12 +105,11 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
                     alert=alert,
                     dedupe_key=dedupe_key(venue.tenant_id, venue.venue_id, member.member_id),
                     dedupe_until=now + venue.dedupe_window,
-                    audit=audit if not alerted else None,
+                    # the first alert's transaction carries the sighting's audit entry
+                    audit=None if any(raised.values()) else audit,
                 )
             )
-            if claimed:
-                alerted.add(member.member_id)
-                alert_id = alert.alert_id
+            alert_id = raised[member.member_id] = alert.alert_id if claimed else None
         faces.append(
             SightedFace(
                 vip=True,
@@ -121,7 +122,7 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
                 masked=probe.masked,
             )
         )
-    if not alerted:  # no transaction carried the audit entry
+    if not any(raised.values()):  # no transaction carried the audit entry
         deps.audit.append(audit)
     threshold = next((i.threshold for i in found if i.threshold is not None), None)
     return SightingResult(faces=tuple(faces), threshold=threshold)
