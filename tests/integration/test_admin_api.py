@@ -27,7 +27,7 @@ from eventface.adapters.memory import (
 from eventface.adapters.memory_access import StaticClaims, StaticTokenVerifier
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
-from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Authority, secret_hash
+from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Authority, Membership, secret_hash
 from eventface.domain.errors import DependencyError, QualityReason
 from eventface.local.apps import ADMIN_PROJECT, EDGE_PROJECT, REPO_ROOT, load_app
 from eventface.settings import Settings
@@ -557,6 +557,7 @@ def test_admin_signed_in_user_acts_in_their_tenant_with_their_groups(api):
         "sub-1", "carol", ("campaigns", "history", "not-an-authority"), {"custom:tenant_id": TENANT}
     )
     tokens.tokens["no-tenant"] = StaticClaims("sub-2", "dave", ("campaigns",), {})
+    member(api.services, TENANT, "sub-1", "carol")
     bearer = {"authorization": "Bearer id-token"}
     # when
     me = api.client.http.get("/v1/me", headers=bearer)
@@ -574,6 +575,60 @@ def test_admin_signed_in_user_acts_in_their_tenant_with_their_groups(api):
     actions = [(e.actor, e.action, e.outcome.value) for e in api.services.deps.audit.list(TENANT).items]
     assert ("user:sub-1", "campaigns.create", "ok") in actions
     assert ("user:sub-1", "api_keys.list", "denied") in actions
+
+
+def member(services: Services, tenant: str, sub: str, username: str) -> None:
+    """The platform's record that the user ``sub`` belongs to ``tenant``."""
+    services.deps.memberships.grant(Membership(tenant, sub, username, NOW, granted_by="test"))
+
+
+@pytest.mark.parametrize("membership", [None, "other"], ids=["no-membership", "member-of-another-tenant"])
+def test_admin_user_whose_token_names_a_tenant_they_are_not_a_member_of_is_refused_and_audited(
+    api, membership
+):
+    # given: a valid token whose tenant claim names "default", but the platform records the user
+    # in no tenant, or in another one (the claim was rewritten)
+    api.services.deps.tokens.tokens["moved"] = StaticClaims(
+        "sub-9", "mallory", ("history",), {"custom:tenant_id": TENANT}
+    )
+    if membership:
+        member(api.services, membership, "sub-9", "mallory")
+    # when
+    response = api.client.http.get("/v1/campaigns/c-1/history", headers={"authorization": "Bearer moved"})
+    # then: 403 with what to do, and the refusal in the claimed tenant's log under the user's sub
+    assert response.status_code == 403, response.body
+    assert response.json_body["Code"] == "ForbiddenError"
+    assert "not a member of tenant 'default'" in response.json_body["Message"]
+    entry = api.services.deps.audit.list(TENANT).items[0]
+    assert (entry.actor, entry.action, entry.outcome.value) == ("user:sub-9", "history.read", "denied")
+    assert "not a member" in entry.detail
+
+
+def test_admin_user_with_a_malformed_tenant_claim_is_refused_and_audited_under_no_tenant(api):
+    # given
+    api.services.deps.tokens.tokens["odd"] = StaticClaims(
+        "sub-8", "eve", ("history",), {"custom:tenant_id": "default#other"}
+    )
+    # when
+    response = api.client.http.get("/v1/me", headers={"authorization": "Bearer odd"})
+    # then
+    assert response.status_code == 403 and "not a valid tenant id" in response.json_body["Message"]
+    entry = api.services.deps.audit.list("-").items[0]
+    assert (entry.actor, entry.outcome.value) == ("user:sub-8", "denied")
+
+
+def test_admin_refused_memberships_are_throttled_like_failed_sign_ins(make_api):
+    # given: a budget of 2 failed authentications a minute per source
+    api = make_api(EVENTFACE_FAILED_AUTH_PER_MINUTE="2")
+    api.services.deps.tokens.tokens["moved"] = StaticClaims(
+        "sub-9", "mallory", ("history",), {"custom:tenant_id": TENANT}
+    )
+    # when
+    statuses = [
+        api.client.http.get("/v1/me", headers={"authorization": "Bearer moved"}).status_code for _ in range(3)
+    ]
+    # then
+    assert statuses == [403, 403, 429]
 
 
 def test_admin_api_keys_are_created_shown_once_listed_and_revoked(api):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from eventface import aws
 from eventface.adapters.oidc import OidcConfig, OidcVerifier
 from eventface.domain.errors import UnauthorizedError
 from eventface.local.cognito import UserPool, create_user, create_user_pool, sign_in
@@ -124,3 +125,18 @@ def test_cognito_token_of_another_client_of_the_same_pool_is_refused(
     # when / then
     with pytest.raises(UnauthorizedError, match="another app client"):
         OidcVerifier(other_client).verify(tokens["IdToken"])
+
+
+def test_create_user_pool_makes_the_tenant_immutable_and_writable_by_no_app_client(pool: UserPool) -> None:
+    # when: the pool and its client are described (what AWS enforces; moto stores but does not
+    # enforce either, see tests/e2e/test_tenant_binding.py)
+    cognito = aws.client("cognito-idp")
+    schema = cognito.describe_user_pool(UserPoolId=pool.pool_id)["UserPool"]["SchemaAttributes"]
+    client = cognito.describe_user_pool_client(UserPoolId=pool.pool_id, ClientId=pool.client_id)[
+        "UserPoolClient"
+    ]
+    # then
+    tenant = next(a for a in schema if a["Name"] == "custom:tenant_id")
+    assert tenant["Mutable"] is False
+    assert client["WriteAttributes"] == ["name"]
+    assert "custom:tenant_id" in client["ReadAttributes"]

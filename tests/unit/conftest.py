@@ -57,6 +57,8 @@ class World:
     staff_devices: Any
     alerts: Any
     messages: Any
+    memberships: Any
+    users: Any
 
 
 @pytest.fixture

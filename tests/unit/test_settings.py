@@ -24,6 +24,7 @@ def test_settings_reads_values_and_defaults():
         ("table_prefix", "EVENTFACE_TABLE_PREFIX"),
         ("gallery_bucket", "EVENTFACE_GALLERY_BUCKET"),
         ("notification_queue_url", "EVENTFACE_NOTIFICATION_QUEUE_URL"),
+        ("user_pool_id", "EVENTFACE_USER_POOL_ID"),
     ],
 )
 def test_settings_missing_variable_fails_at_first_use_with_its_name(attribute, variable):
@@ -41,6 +42,7 @@ def test_settings_missing_variable_fails_at_first_use_with_its_name(attribute, v
         ("EVENTFACE_ENGINE_THREADS", "0", "engine_threads"),
         ("EVENTFACE_FMR_PER_SCAN", "2", "fmr_per_scan"),
         ("EVENTFACE_COOLDOWN_SECONDS", "-1", "cooldown_seconds"),
+        ("EVENTFACE_MEMBERSHIP_CACHE_SECONDS", "301", "membership_cache_seconds"),
     ],
 )
 def test_settings_bad_value_names_the_variable(variable, value, attribute):
@@ -49,3 +51,9 @@ def test_settings_bad_value_names_the_variable(variable, value, attribute):
     # when / then
     with pytest.raises(SettingsError, match=variable):
         getattr(settings, attribute)
+
+
+def test_settings_membership_cache_is_a_minute_by_default_and_can_be_turned_off():
+    # then
+    assert Settings({}).membership_cache_seconds == 60.0
+    assert Settings({"EVENTFACE_MEMBERSHIP_CACHE_SECONDS": "0"}).membership_cache_seconds == 0.0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
-from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority, Principal
+from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority, Membership, Principal
 from eventface.domain.model import (
     Campaign,
     Checkpoint,
@@ -41,7 +41,14 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
-from eventface.ports_access import ApiKeyRepository, AuditLog, RateLimiter, TokenVerifier
+from eventface.ports_access import (
+    ApiKeyRepository,
+    AuditLog,
+    MembershipDirectory,
+    RateLimiter,
+    TokenVerifier,
+    UserDirectory,
+)
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,
@@ -55,6 +62,7 @@ from eventface.services import auth as auth_service
 from eventface.services import campaigns as campaign_service
 from eventface.services import devices as device_service
 from eventface.services import history as history_service
+from eventface.services import memberships as membership_service
 from eventface.services import participants as participant_service
 from eventface.services import scans as scan_service
 from eventface.services.campaigns import CampaignChanges
@@ -80,6 +88,8 @@ PORTS: Final = (
     "audit",
     "tokens",
     "limiter",
+    "memberships",
+    "users",
     "venues",
     "vip_members",
     "staff_devices",
@@ -221,6 +231,28 @@ class Container:
         from eventface.adapters.rate_limit import DynamoRateLimiter
 
         return DynamoRateLimiter(self._tables())
+
+    @property
+    def memberships(self) -> MembershipDirectory:
+        return self._get("memberships", self._make_memberships)
+
+    def _make_memberships(self) -> MembershipDirectory:
+        from eventface.adapters.dynamo_memberships import DynamoMembershipDirectory
+        from eventface.adapters.membership_cache import CachedMembershipDirectory
+        from eventface.adapters.read_cache import TtlCache
+
+        directory = DynamoMembershipDirectory(self._tables())
+        ttl = self.settings.membership_cache_seconds
+        return CachedMembershipDirectory(directory, TtlCache(ttl)) if ttl > 0 else directory
+
+    @property
+    def users(self) -> UserDirectory:
+        return self._get("users", self._make_users)
+
+    def _make_users(self) -> UserDirectory:
+        from eventface.adapters.cognito_users import CognitoUserDirectory
+
+        return CognitoUserDirectory(self.settings.user_pool_id)
 
     @property
     def venues(self) -> VenueRepository:
@@ -467,6 +499,18 @@ class Services:
         auth_service.audit(
             self.deps, principal=principal, action=action, target=target, outcome=outcome, detail=detail
         )
+
+    def add_user(self, user: membership_service.NewUser) -> Membership:
+        return membership_service.add_user(self.deps, user)
+
+    def grant_membership(self, tenant_id: str, username: str, granted_by: str = "") -> Membership:
+        return membership_service.grant_membership(self.deps, tenant_id, username, granted_by)
+
+    def revoke_membership(self, tenant_id: str, username: str) -> bool:
+        return membership_service.revoke_membership(self.deps, tenant_id, username)
+
+    def memberships_of(self, username: str) -> tuple[Membership, ...]:
+        return membership_service.memberships_of(self.deps, username)
 
     def create_api_key(
         self, principal: Principal, name: str, authorities: frozenset[Authority], ttl: timedelta

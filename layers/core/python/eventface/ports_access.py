@@ -1,4 +1,5 @@
-"""Ports of access control: API keys, the audit log, sign-in tokens, rate counters (``Protocol``).
+"""Ports of access control: API keys, the audit log, sign-in tokens, rate counters, tenant
+memberships and the identity provider's users (``Protocol``).
 
 Kept apart from :mod:`eventface.ports` so the access-control work does not touch the scan path's
 ports. Adapters: ``eventface.adapters.dynamo_access`` (DynamoDB), ``eventface.adapters.memory_access``
@@ -11,7 +12,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from eventface.domain.access import ApiKey, AuditEntry
+from eventface.domain.access import ApiKey, AuditEntry, DirectoryUser, Membership
 from eventface.domain.model import Page
 
 
@@ -105,4 +106,53 @@ class RateLimiter(Protocol):
 
     def peek(self, key: str, window_seconds: int, now: datetime) -> int:
         """The count of ``key`` in the window containing ``now``, without counting (0 if none)."""
+        ...
+
+
+class MembershipDirectory(Protocol):
+    """Which users belong to which tenant: written only by the platform (operators' commands, the
+    local stack), read on every request of a signed-in user."""
+
+    def get(self, tenant_id: str, user_sub: str) -> Membership | None:
+        """The user's membership of the tenant (strongly consistent), or None."""
+        ...
+
+    def grant(self, membership: Membership) -> Membership:
+        """Store the membership unless the user holds it already; the stored one (idempotent: an
+        existing membership keeps its grant time)."""
+        ...
+
+    def revoke(self, tenant_id: str, user_sub: str) -> bool:
+        """Remove the membership; whether there was one."""
+        ...
+
+    def of_user(self, user_sub: str) -> tuple[Membership, ...]:
+        """Every membership the user holds, by tenant id (eventually consistent)."""
+        ...
+
+
+class UserDirectory(Protocol):
+    """The identity provider's users, administered by the platform (Cognito admin APIs)."""
+
+    def create(
+        self,
+        username: str,
+        *,
+        tenant_id: str,
+        groups: Collection[str] = (),
+        email: str | None = None,
+        password: str | None = None,
+    ) -> DirectoryUser:
+        """Create a user whose tenant attribute is ``tenant_id``, in ``groups`` (created when
+        missing). Without ``password`` the provider e-mails an invitation with a temporary one;
+        with it, the password is set permanently (local stack and tests). AlreadyExistsError if the
+        username is taken, InvalidInputError for a value the provider refuses."""
+        ...
+
+    def get(self, username: str) -> DirectoryUser:
+        """The user; NotFoundError if there is none."""
+        ...
+
+    def sign_out(self, username: str) -> None:
+        """Revoke the user's refresh tokens (their ID tokens live until they expire)."""
         ...

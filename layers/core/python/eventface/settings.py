@@ -44,6 +44,8 @@ SNS_APNS_APPLICATION_ARN: Final = "EVENTFACE_SNS_APNS_APPLICATION_ARN"
 SNS_FCM_APPLICATION_ARN: Final = "EVENTFACE_SNS_FCM_APPLICATION_ARN"
 PUSH_WEBHOOK_SECRET_ID: Final = "EVENTFACE_PUSH_WEBHOOK_SECRET_ID"
 IDEMPOTENCY_TTL_HOURS: Final = "EVENTFACE_IDEMPOTENCY_TTL_HOURS"
+MEMBERSHIP_CACHE_SECONDS: Final = "EVENTFACE_MEMBERSHIP_CACHE_SECONDS"
+USER_POOL_ID: Final = "EVENTFACE_USER_POOL_ID"
 
 
 class SettingsError(RuntimeError):
@@ -234,6 +236,18 @@ class Settings:
         """How long a consumer remembers a job it handled (24 h: far beyond SQS redelivery)."""
         raw = self._optional(IDEMPOTENCY_TTL_HOURS) or "24"
         return _parse(IDEMPOTENCY_TTL_HOURS, raw, int, lambda v: 1 <= v <= 24 * 14, "1-336 hours")
+
+    @property
+    def membership_cache_seconds(self) -> float:
+        """How long a warm container reuses a user's tenant membership it read (60 s; 0 = never):
+        a membership revoked or granted elsewhere applies within this bound."""
+        raw = self._optional(MEMBERSHIP_CACHE_SECONDS) or "60"
+        return _parse(MEMBERSHIP_CACHE_SECONDS, raw, float, lambda v: 0.0 <= v <= 300.0, "0-300 seconds")
+
+    @property
+    def user_pool_id(self) -> str:
+        """The Cognito user pool whose users the platform administers (``eventface users``)."""
+        return self._required(USER_POOL_ID)
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

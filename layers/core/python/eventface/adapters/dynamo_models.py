@@ -3,7 +3,8 @@
 Design: **a few tables, one per aggregate** (``<prefix>-campaigns``, ``-participants``, ``-stamps``,
 ``-history``, ``-devices``, ``-cooldowns``, ``-outbox``, ``-api_keys``, ``-audit``, and for VIP
 detection and campaign messages ``-venues``, ``-vip_members``, ``-staff_devices``, ``-alerts``,
-``-messages``, plus ``-idempotency`` for the queue consumers), rather than one single table. Why:
+``-messages``, plus ``-idempotency`` for the queue consumers and ``-memberships`` for the users of
+each tenant), rather than one single table. Why:
 
 - pynamodb maps one model to one key schema; a single table would need one catch-all model with
   every attribute nullable, and lose the typed models that are the point of the schema source.
@@ -41,6 +42,9 @@ API key by id / tenant's keys         api_keys GSI ``by_tenant``: tenant_id + ke
 audit log of a tenant, newest first   audit: tenant_id + ``<iso time>#<entry id>`` (reverse
                                       Query; since/until is a key range, actor/action filters)
 append an audit entry                 audit: put if the key is absent (never overwritten)
+user's membership of a tenant         memberships: tenant_id + user_sub (consistent GetItem on
+                                      every signed-in request; written only by the platform)
+a user's tenants (operators)          memberships GSI ``by_user``: user_sub + tenant_id
 venue by id / tenant's venues         venues: tenant_id + venue_id / Query tenant_id
 VIP member by id / a venue's members  vip_members: ``tenant#venue`` + member_id / Query
 members a frame matched               vip_members: one BatchGetItem (consistent)
@@ -320,6 +324,33 @@ class AuditItem(Model):
     expires = TTLAttribute(null=True)
 
 
+class MembershipsByUser(GlobalSecondaryIndex["MembershipItem"]):  # type: ignore[no-untyped-call]
+    """A user's memberships, for operators (which tenant is this user in?)."""
+
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_sub = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute(range_key=True)
+
+
+class MembershipItem(Model):
+    """A user's membership of a tenant: only the platform writes it (``eventface users``, the local
+    stack), and the management API admits a signed-in user only to a tenant they are a member of."""
+
+    class Meta:
+        table_name = f"{DEFAULT_PREFIX}-memberships"
+        billing_mode = BILLING
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    user_sub = UnicodeAttribute(range_key=True)  # the identity provider's user id (token ``sub``)
+    username = UnicodeAttribute(default="")
+    granted_at = UTCDateTimeAttribute()
+    granted_by = UnicodeAttribute(default="")
+    by_user = MembershipsByUser()
+
+
 # ------------------------------------------------------------------------------ VIP detection
 
 
@@ -501,6 +532,7 @@ MODELS: Final[dict[str, type[Model]]] = {
     "alerts": AlertItem,
     "messages": MessageItem,
     "idempotency": IdempotencyItem,
+    "memberships": MembershipItem,
 }
 #: Tables whose items expire (TTL enabled on creation).
 TTL_TABLES: Final = frozenset(
@@ -520,7 +552,7 @@ def bind(prefix: str) -> None:
     """Point every model at the tables of ``prefix``, all through one shared connection.
 
     pynamodb gives each model a connection of its own, hence a botocore session and client of
-    its own: with 17 tables that is 17 clients to build (0.1-0.2 s each on a 2-vCPU box, most of
+    its own: with 18 tables that is 18 clients to build (0.1-0.2 s each on a 2-vCPU box, most of
     it parsing botocore's JSON models) on a cold start, or whenever a model is first used. The
     models of a prefix share one connection instead (botocore clients are thread-safe); its
     client is created on first use, with the environment of that moment (``AWS_ENDPOINT_URL``).

@@ -441,6 +441,10 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     ports.setdefault("ledger", InMemoryScanLedger(ports["participants"], ports["stamps"], ports["history"]))
     ports.setdefault("api_keys", memory_access.InMemoryApiKeyRepository())
     ports.setdefault("tokens", memory_access.StaticTokenVerifier())
+    from eventface.adapters import memory_memberships
+
+    ports.setdefault("memberships", memory_memberships.InMemoryMembershipDirectory())
+    ports.setdefault("users", memory_memberships.InMemoryUserDirectory())
     from eventface.adapters.rate_limit import InMemoryRateLimiter
 
     ports.setdefault("limiter", InMemoryRateLimiter())

@@ -27,6 +27,7 @@ from eventface.domain.access import AuditOutcome, Authority, Principal
 from eventface.domain.errors import (
     EventfaceError,
     ForbiddenError,
+    NotAMemberError,
     NotFoundError,
     TooManyRequestsError,
     UnauthorizedError,
@@ -83,6 +84,12 @@ class Guard:
                         principal = svc.authenticate(request.headers)
                     except UnauthorizedError:
                         svc.authentication_failed(source_of(request))  # 429 once over budget
+                        raise
+                    except NotAMemberError as exc:
+                        # A valid user aiming at a tenant they are not a member of: throttled
+                        # like a failed sign-in, audited (denied) as the user, in that tenant.
+                        svc.authentication_failed(source_of(request))
+                        principal = exc.principal
                         raise
                     svc.limit(principal)
                     svc.require(principal, authority)

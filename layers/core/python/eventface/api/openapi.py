@@ -837,7 +837,8 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "An OpenID Connect ID token (Cognito); tenant from custom:tenant_id, "
+                "description": "An OpenID Connect ID token (Cognito); the tenant is the one the "
+                "platform's membership record gives the user (custom:tenant_id must name it, else 403), "
                 "authorities from the user's groups",
             },
             "apiKey": {

@@ -9,6 +9,7 @@ everything is scoped to one tenant, and a principal never sees another tenant's 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -121,3 +122,42 @@ class AuditEntry:
     outcome: AuditOutcome
     detail: str = ""
     expires_at: datetime | None = None
+
+
+#: The identity provider's user attribute (and ID token claim) that names a user's tenant. Only the
+#: platform sets it: immutable in the user pool and writable by no app client.
+TENANT_ATTRIBUTE: Final = "custom:tenant_id"
+#: A tenant id: letters, digits, ``_`` and ``-``, starting with a letter or digit (it is part of
+#: composite keys such as ``tenant#campaign``, so ``#`` and other separators are refused).
+TENANT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def valid_tenant_id(tenant_id: str) -> bool:
+    """Whether ``tenant_id`` is a well-formed tenant id (see :data:`TENANT_ID_PATTERN`)."""
+    return TENANT_ID_PATTERN.fullmatch(tenant_id) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's membership of a tenant: the platform's record of which tenant a user belongs to.
+
+    Only the platform writes it (the operators' ``eventface users`` commands, the local stack's
+    seeding), never the API and never the user; the management API admits a signed-in user only to
+    a tenant they hold a membership of, whatever their token claims.
+    """
+
+    tenant_id: str
+    user_sub: str  # the identity provider's stable user id (the token's ``sub``)
+    username: str
+    granted_at: datetime
+    granted_by: str = ""  # who granted it (an operator's name, "local-stack")
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryUser:
+    """A user as the identity provider knows them (Cognito's user pool)."""
+
+    username: str
+    sub: str
+    tenant_id: str | None  # the ``custom:tenant_id`` attribute, None when unset
+    enabled: bool = True

@@ -7,6 +7,10 @@ errors of their technology (botocore, pynamodb, face_engine) into these, ``raise
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eventface.domain.access import Principal
 
 
 class EventfaceError(Exception):
@@ -49,6 +53,18 @@ class ForbiddenError(EventfaceError):
     """Valid credentials that do not cover this resource (HTTP 403)."""
 
     code = "ForbiddenError"
+
+
+class NotAMemberError(ForbiddenError):
+    """A signed-in user whose token names a tenant the platform's membership record does not give
+    them (HTTP 403). ``principal`` is who the token claimed to be, so that the refusal is audited
+    under the user's sub in the tenant they aimed at."""
+
+    code = "ForbiddenError"
+
+    def __init__(self, message: str, principal: Principal) -> None:
+        super().__init__(message)
+        self.principal = principal
 
 
 class PayloadTooLargeError(EventfaceError):

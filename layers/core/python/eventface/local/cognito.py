@@ -11,6 +11,13 @@ serves (checked by tests/integration/test_cognito_oidc.py):
 - custom attributes (``custom:*``) and ``cognito:groups`` in ID tokens, standard attributes only
   when the app client may read them (hence ``ReadAttributes`` below), and ``cognito:groups`` in
   access tokens.
+
+The pool is configured as the deployment's must be: ``custom:tenant_id`` is immutable (set once,
+by the platform, when it creates the user) and no app client may write it (``WriteAttributes``
+names only :data:`STANDARD_WRITE_ATTRIBUTES`). moto stores both settings but enforces neither (a
+user can still rewrite the attribute with ``UpdateUserAttributes``), which is why the management
+API never trusts the claim alone: it cross-checks the platform's membership record
+(:mod:`eventface.services.memberships`), and tests/e2e/test_tenant_binding.py replays that attack.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from eventface import aws
 #: Standard attributes the app client may read, so that they appear in ID tokens as in AWS (where an
 #: app client without ReadAttributes reads them all; moto's reads none).
 STANDARD_READ_ATTRIBUTES: Final = ("email", "email_verified", "name")
+#: The only standard attribute a user may change through the app client (their display name).
+#: Custom attributes are never client-writable: the platform sets them.
+STANDARD_WRITE_ATTRIBUTES: Final = ("name",)
 #: The custom attribute that names a user's tenant (``custom:tenant_id`` in ID tokens).
 DEFAULT_CUSTOM_ATTRIBUTES: Final = ("tenant_id",)
 
@@ -52,7 +62,8 @@ def create_user_pool(
     prefix
         Names the pool (``<prefix>-users``) and its client (``<prefix>-portal``).
     custom_attributes
-        Custom attributes of the pool (without ``custom:``), readable by the client.
+        Custom attributes of the pool (without ``custom:``): immutable (set when a user is created)
+        and readable, never writable, by the client.
     cognito
         A ``cognito-idp`` client; the process-wide one by default (its endpoint is the moto server).
 
@@ -64,7 +75,8 @@ def create_user_pool(
     client = cognito or aws.client("cognito-idp")
     pool = client.create_user_pool(
         PoolName=f"{prefix}-users",
-        Schema=[{"Name": name, "AttributeDataType": "String", "Mutable": True} for name in custom_attributes],
+        # Immutable: set once, when the platform creates the user; nobody changes it afterwards.
+        Schema=[{"Name": n, "AttributeDataType": "String", "Mutable": False} for n in custom_attributes],
     )["UserPool"]
     pool_id = pool["Id"]
     app = client.create_user_pool_client(
@@ -74,6 +86,8 @@ def create_user_pool(
         GenerateSecret=False,
         ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
         ReadAttributes=[*STANDARD_READ_ATTRIBUTES, *(f"custom:{name}" for name in custom_attributes)],
+        # Explicit: a client without WriteAttributes may write every mutable attribute in AWS.
+        WriteAttributes=list(STANDARD_WRITE_ATTRIBUTES),
     )["UserPoolClient"]
     endpoint = str(client.meta.endpoint_url).rstrip("/")
     return UserPool(
@@ -94,6 +108,10 @@ def create_user(
     cognito: Any | None = None,
 ) -> None:
     """Create a confirmed user with a permanent password, in ``groups`` (created when missing).
+
+    A Cognito user only: it records no tenant membership, so the management API refuses it. Users
+    of the platform are created with :func:`eventface.services.memberships.add_user` (what
+    :meth:`eventface.local.stack.LocalStack.add_user` and ``eventface users add`` do).
 
     Parameters
     ----------

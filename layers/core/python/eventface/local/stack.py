@@ -8,7 +8,9 @@
    moto action answers 500 at once instead of being retried) - set before any client exists;
 2. the tables, gallery bucket and queues (:mod:`eventface.local.resources`), a Cognito user pool
    with the demo tenant's users (one per authority, each in the Cognito group of its authority,
-   plus ``owner`` with all; fresh passwords) and the ``EVENTFACE_*`` settings pointing at them;
+   plus ``owner`` with all; fresh passwords), created as the platform creates users (the Cognito
+   user and its tenant membership record, :func:`eventface.services.memberships.add_user`), and the
+   ``EVENTFACE_*`` settings pointing at them;
 3. the edge and admin Chalice apps, each served in-process by Chalice's local server (what
    ``chalice local --no-autoreload`` runs: autoreload would restart on every file change) on its own
    loopback port and thread, stage ``local``;
@@ -36,7 +38,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -45,7 +47,7 @@ from typing import Any, Final
 from eventface import aws
 from eventface.domain.access import Authority
 from eventface.local.apps import FUNCTIONS_DIR
-from eventface.local.cognito import UserPool, create_user, create_user_pool
+from eventface.local.cognito import UserPool, create_user_pool
 from eventface.local.crm_server import SAMPLE_PROFILES, CrmTestServer
 from eventface.local.moto_patches import patch_moto
 from eventface.local.pump import CONSUMERS, STREAM_CONSUMERS, EventPump, Handler, load_handler
@@ -56,6 +58,8 @@ STAGE: Final = "local"
 TENANT_ID: Final = "demo"
 #: The demo user who holds every authority.
 OWNER: Final = "owner"
+#: Who the membership records of the stack's users name as their grantor.
+GRANTOR: Final = "local-stack"
 TABLE_PREFIX: Final = "eventface-local"
 #: The loopback CRM's API key, kept in the local Secrets Manager like a venue's real one.
 CRM_AUTH_VALUE: Final = "Bearer local-crm-key"
@@ -109,6 +113,11 @@ class LocalStack:
     tenant_id: str
     gallery_bucket: str
     table_prefix: str
+
+    def add_user(self, tenant_id: str, username: str, authorities: Iterable[Authority] = ()) -> str:
+        """Create a user of ``tenant_id`` as the platform does (the Cognito user and its membership
+        record), in the groups of ``authorities``; its fresh password."""
+        return _add_user(self.user_pool, self.table_prefix, tenant_id, username, authorities)
 
 
 def _clear_caches() -> None:
@@ -286,6 +295,7 @@ def running_stack(
             "EVENTFACE_OIDC_JWKS_URL": pool.jwks_url,
             "EVENTFACE_OIDC_ISSUER": pool.issuer,
             "EVENTFACE_OIDC_CLIENT_ID": pool.client_id,
+            "EVENTFACE_USER_POOL_ID": pool.pool_id,
         }
         os.environ.update(environment)
         servers = {
@@ -339,13 +349,35 @@ def _demo_users(pool: UserPool) -> dict[str, str]:
     in its Cognito group) and ``owner`` with every authority."""
     users: dict[str, str] = {}
     for username, authorities in [
-        *((a.value.replace("_", "-"), (a.value,)) for a in Authority),
-        (OWNER, tuple(a.value for a in Authority)),
+        *((a.value.replace("_", "-"), (a,)) for a in Authority),
+        (OWNER, tuple(Authority)),
     ]:
-        password = f"Ef!{secrets.token_urlsafe(12)}9z"
-        create_user(pool, username, password, attributes={"custom:tenant_id": TENANT_ID}, groups=authorities)
-        users[username] = password
+        users[username] = _add_user(pool, TABLE_PREFIX, TENANT_ID, username, authorities)
     return users
+
+
+def _add_user(
+    pool: UserPool, table_prefix: str, tenant_id: str, username: str, authorities: Iterable[Authority]
+) -> str:
+    """A user created by the platform's own use case (Cognito user + membership); its password."""
+    from eventface.bootstrap import bootstrap
+    from eventface.services.memberships import NewUser
+    from eventface.settings import from_environ
+
+    platform = bootstrap(
+        from_environ(
+            {
+                "EVENTFACE_TABLE_PREFIX": table_prefix,
+                "EVENTFACE_USER_POOL_ID": pool.pool_id,
+                "EVENTFACE_MEMBERSHIP_CACHE_SECONDS": "0",
+            }
+        )
+    )
+    password = f"Ef!{secrets.token_urlsafe(12)}9z"
+    platform.add_user(
+        NewUser(tenant_id, username, frozenset(authorities), password=password, granted_by=GRANTOR)
+    )
+    return password
 
 
 def _wait_for_signal(stop: threading.Event) -> None:

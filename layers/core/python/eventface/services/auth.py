@@ -1,9 +1,11 @@
 """Who is calling the management API: a signed-in user (OIDC token) or a system (API key).
 
 Users sign in with OpenID Connect (Cognito in AWS, moto's Cognito on the local stack); their ID
-token names their tenant (``custom:tenant_id``) and their authorities are the Cognito groups they
-belong to, one group per authority (``campaigns``, ``history``...), granted separately. Systems
-use management API keys (``x-api-key``), which carry their own authorities.
+token names their tenant (``custom:tenant_id``), which must be a tenant the platform's membership
+record gives them (:func:`eventface.services.memberships.check_membership`: the claim alone is never
+trusted), and their authorities are the Cognito groups they belong to, one group per authority
+(``campaigns``, ``history``...), granted separately. Systems use management API keys
+(``x-api-key``), which carry their own authorities.
 
 Every decision ends in the audit log: :func:`audit` is called by the API for each request,
 allowed or not.
@@ -14,14 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
-from eventface.domain.access import AuditOutcome, Authority, Principal, PrincipalKind
+from eventface.domain.access import TENANT_ATTRIBUTE, AuditOutcome, Authority, Principal, PrincipalKind
 from eventface.domain.errors import ForbiddenError, UnauthorizedError
 from eventface.observability import logger
-from eventface.services import api_keys, rate_limits
+from eventface.services import api_keys, memberships, rate_limits
 from eventface.services.deps import Deps
 
-#: The ID token claim that names the user's tenant (a Cognito custom attribute).
-TENANT_CLAIM = "custom:tenant_id"
+#: The ID token claim that names the user's tenant (a Cognito custom attribute), cross-checked
+#: against the platform's membership record.
+TENANT_CLAIM = TENANT_ATTRIBUTE
 #: Who the audit log names when the credentials named nobody.
 ANONYMOUS = "anonymous"
 #: The tenant of audit entries whose credentials named none (failed sign-ins).
@@ -64,6 +67,8 @@ def authenticate(deps: Deps, headers: Mapping[str, str]) -> Principal:
     ------
     UnauthorizedError
         Neither credential, both, or one that is not valid (the message says which and why).
+    NotAMemberError
+        A valid user token whose tenant the user is not a member of (403, audited as the user).
     """
     authorization = headers.get("authorization")
     key = headers.get("x-api-key")
@@ -84,13 +89,15 @@ def authenticate(deps: Deps, headers: Mapping[str, str]) -> Principal:
             "your user belongs to no tenant: ask a tenant admin to set your tenant, then sign in again"
         )
     known = {a.value for a in Authority}
-    return Principal(
+    principal = Principal(
         tenant_id=tenant,
         kind=PrincipalKind.USER,
         principal_id=claims.sub,
         authorities=frozenset(Authority(g) for g in claims.groups if g in known),
         name=claims.username,
     )
+    memberships.check_membership(deps.memberships, principal)
+    return principal
 
 
 def require(principal: Principal, authority: Authority | None) -> None:

@@ -19,7 +19,14 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
-from eventface.ports_access import ApiKeyRepository, AuditLog, RateLimiter, TokenVerifier
+from eventface.ports_access import (
+    ApiKeyRepository,
+    AuditLog,
+    MembershipDirectory,
+    RateLimiter,
+    TokenVerifier,
+    UserDirectory,
+)
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,
@@ -80,6 +87,10 @@ class Deps(Protocol):
     def tokens(self) -> TokenVerifier: ...
     @property
     def limiter(self) -> RateLimiter: ...
+    @property
+    def memberships(self) -> MembershipDirectory: ...
+    @property
+    def users(self) -> UserDirectory: ...
     @property
     def venues(self) -> VenueRepository: ...
     @property
