@@ -44,6 +44,8 @@ SNS_APNS_APPLICATION_ARN: Final = "EVENTFACE_SNS_APNS_APPLICATION_ARN"
 SNS_FCM_APPLICATION_ARN: Final = "EVENTFACE_SNS_FCM_APPLICATION_ARN"
 PUSH_WEBHOOK_SECRET_ID: Final = "EVENTFACE_PUSH_WEBHOOK_SECRET_ID"
 IDEMPOTENCY_TTL_HOURS: Final = "EVENTFACE_IDEMPOTENCY_TTL_HOURS"
+GALLERY_SWEEP_MINUTES: Final = "EVENTFACE_GALLERY_SWEEP_MINUTES"
+GALLERY_RETIRED_GRACE_SECONDS: Final = "EVENTFACE_GALLERY_RETIRED_GRACE_SECONDS"
 
 
 class SettingsError(RuntimeError):
@@ -234,6 +236,20 @@ class Settings:
         """How long a consumer remembers a job it handled (24 h: far beyond SQS redelivery)."""
         raw = self._optional(IDEMPOTENCY_TTL_HOURS) or "24"
         return _parse(IDEMPOTENCY_TTL_HOURS, raw, int, lambda v: 1 <= v <= 24 * 14, "1-336 hours")
+
+    @property
+    def gallery_sweep_minutes(self) -> int:
+        """Period of the erasure sweep (``gallery_compaction``) schedule (5 min): part of the bound
+        erasure receipts state; the schedule that runs the sweep must use the same value."""
+        raw = self._optional(GALLERY_SWEEP_MINUTES) or "5"
+        return _parse(GALLERY_SWEEP_MINUTES, raw, int, lambda v: 1 <= v <= 60, "1-60 minutes")
+
+    @property
+    def gallery_retired_grace_seconds(self) -> int:
+        """How long objects replaced by a compaction are kept for readers still fetching them
+        (3600 s) before the sweep deletes them."""
+        raw = self._optional(GALLERY_RETIRED_GRACE_SECONDS) or "3600"
+        return _parse(GALLERY_RETIRED_GRACE_SECONDS, raw, int, lambda v: 60 <= v <= 86400, "60-86400 seconds")
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
