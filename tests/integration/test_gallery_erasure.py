@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,21 @@ import pytest
 from eventface import aws
 from eventface.adapters.gallery_cache import CachedGallery
 from eventface.adapters.s3_gallery import S3GalleryStore
+from eventface.adapters.s3_gallery_port import S3GalleryPort
+from eventface.bootstrap import Container, bootstrap
+from eventface.consumers import gallery_compaction
+from eventface.domain.errors import DependencyError
+from eventface.domain.model import Template
+from eventface.local.pump import LambdaContext, scheduled_event
+from eventface.services.deps import Policy
+from eventface.settings import Settings
 from face_engine.index import quantise
 from face_engine.shard import Shard
 
 MODEL = "sface-2021dec"
 GALLERY = "acme/rally"
 GRACE = 3600.0
+NOW = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -180,3 +190,53 @@ def test_cached_gallery_erasure_zeroes_the_spill_rows_and_a_rebuild_removes_the_
     assert rebuilt is not first and len(rebuilt) == 1
     assert len(list(tmp_path.iterdir())) == 1
     assert not any(n in _spill_bytes(tmp_path) for n in needles)
+
+
+# -- the scheduled consumer ------------------------------------------------------------------------
+
+
+def _template(vector: np.ndarray) -> Template:
+    return Template(model_id=MODEL, kind="plain", vector=tuple(float(x) for x in vector))
+
+
+def _deps(bucket: str, clock: Clock) -> Container:
+    port = S3GalleryPort(bucket, store=S3GalleryStore(bucket, clock=clock, sleep=lambda _: None))
+    policy = Policy(gallery_sweep_period=timedelta(minutes=5), gallery_retired_grace=timedelta(seconds=GRACE))
+    return bootstrap(Settings({}), gallery=port, policy=policy).deps
+
+
+def test_gallery_compaction_consumer_makes_an_erasure_physical_within_the_policy_grace(
+    bucket: str, clock: Clock
+) -> None:
+    # given: two participants registered through the gallery port, one of them erased
+    deps = _deps(bucket, clock)
+    anna = _vectors(1, seed=8)
+    deps.gallery.add(GALLERY, "anna", (_template(anna[0]),))
+    deps.gallery.add(GALLERY, "ben", (_template(_vectors(1, seed=9)[0]),))
+    assert deps.gallery.delete_participant(GALLERY, "anna") is True
+    # when: the scheduled consumer runs, and runs again once the grace period is over
+    first = gallery_compaction.sweep(scheduled_event("gallery_compaction", NOW), LambdaContext("gc"), deps)
+    clock.now += GRACE + 1
+    second = gallery_compaction.sweep(scheduled_event("gallery_compaction", NOW), LambdaContext("gc"), deps)
+    # then
+    assert (first["compacted"], first["pending"], second["pending"]) == (1, 1, 0)
+    assert _holding(_every_version(bucket), _needles(anna)) == []
+
+
+def test_gallery_compaction_consumer_sweeps_the_other_galleries_and_then_reports_a_failed_one(
+    bucket: str, clock: Clock
+) -> None:
+    # given: erasures in two galleries, one of which has a damaged manifest
+    deps = _deps(bucket, clock)
+    anna = _vectors(1, seed=10)
+    for gallery in ("acme/broken", GALLERY):
+        deps.gallery.add(gallery, "anna", (_template(anna[0]),))
+        deps.gallery.add(gallery, "ben", (_template(_vectors(1, seed=11)[0]),))
+        deps.gallery.delete_participant(gallery, "anna")
+    store = S3GalleryStore(bucket)
+    aws.client("s3").put_object(Bucket=bucket, Key=store.manifest_key("acme/broken"), Body=b"{not json")
+    # when / then: the run fails, naming the broken gallery; the healthy one was compacted
+    with pytest.raises(DependencyError, match=r"1 of 2 galleries \(acme/broken: "):
+        gallery_compaction.sweep(scheduled_event("gallery_compaction", NOW), LambdaContext("gc"), deps)
+    manifest = store.manifest(GALLERY)
+    assert manifest is not None and [o.kind for o in manifest.objects] == ["base"]
