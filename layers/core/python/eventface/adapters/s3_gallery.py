@@ -946,8 +946,8 @@ class S3GalleryStore:
         with it, which held the vectors, are deleted by then (every version of them on a versioned
         bucket). A gallery that fails is reported and left for the next sweep; the others go on.
 
-        Run it at least every ``P``: an erasure is then physical at most ``grace + 2P`` after it,
-        plus the time two sweeps take (see ``eventface.domain.model.template_purge_deadline``).
+        Started every ``P`` and ending within ``P``, it makes an erasure physical at most
+        ``grace + 4P`` after it (``eventface.domain.model.template_purge_deadline``).
         """
         requests: dict[str, list[tuple[str, str]]] = {}
         for key in self._list_keys(self._erasures_prefix()):
