@@ -409,6 +409,17 @@ def test_admin_register_list_get_erase_participant(api):
     assert "tok" not in json.dumps(one)
     assert receipt["verified"] is True and receipt["participant_id"] == participant_id
     assert gone.status_code == 404
+    # and the receipt says per store what is gone and until when the templates stay in storage
+    assert receipt["erased_at"] == NOW.isoformat()
+    assert {store: line["state"] for store, line in receipt["stores"].items()} == {
+        "record": "erased",
+        "stamps": "erased",
+        "history": "erased",
+        "gallery_objects": "pending",
+        "scanner_memory": "pending",
+        "notification_jobs": "erased",
+    }
+    assert receipt["stores"]["gallery_objects"]["pending_until"] == (NOW + timedelta(minutes=80)).isoformat()
 
 
 def test_admin_register_participant_quality_problem_is_422_with_reasons(api):

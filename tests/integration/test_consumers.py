@@ -19,7 +19,7 @@ from eventface import settings as settings_module
 from eventface.adapters.push import build_push_sender
 from eventface.adapters.sqs_queue import alert_job_to_json, job_to_json
 from eventface.consumers import push_dispatch, vip_enrich
-from eventface.domain.model import JobKind, NotificationJob
+from eventface.domain.model import Campaign, CampaignStatus, Consent, JobKind, NotificationJob, Participant
 from eventface.domain.vip import (
     AlertJob,
     CampaignMessage,
@@ -241,11 +241,7 @@ def _job(stack: Stack, job_id: str, participant_id: str, **changes: Any) -> Noti
         "checkpoint_id": "",
         "stamps": 0,
         "required": 0,
-        "text": "本日限定",
-        "push_endpoint": "inbox:",
         "created_at": NOW,
-        "locale": "ja",
-        "title": "特典",
         "message_id": "msg-1",
         **changes,
     }
@@ -254,6 +250,24 @@ def _job(stack: Stack, job_id: str, participant_id: str, **changes: Any) -> Noti
 
 @pytest.fixture
 def campaign_message(stack: Stack) -> CampaignMessage:
+    """A campaign message of campaign ``rally``, whose participants p1-p3 read Japanese (inbox)."""
+    stack.deps.campaigns.add(
+        Campaign(
+            stack.tenant,
+            "rally",
+            "Rally",
+            NOW,
+            NOW + timedelta(days=1),
+            CampaignStatus.LIVE,
+            stamps_required=3,
+        )
+    )
+    for participant_id in ("p1", "p2", "p3"):
+        stack.deps.participants.add(
+            Participant(
+                stack.tenant, "rally", participant_id, "Ann", Consent(True, NOW), NOW, "inbox:", locale="ja"
+            )
+        )
     message = CampaignMessage(
         stack.tenant,
         "rally",
@@ -315,7 +329,7 @@ def test_push_dispatch_handler_reports_a_malformed_record_and_processes_the_othe
     good = _message(job_to_json(_job(stack, "job-1", "p1")), "g1")
     malformed = _message('{"format": 1, "kind": "stamp"}', "g2")
     same_group = _message(job_to_json(_job(stack, "job-2", "p2")), "g2")
-    other = _message(job_to_json(_job(stack, "job-3", "p3", kind=JobKind.STAMP, text="2 of 3")), "g3")
+    other = _message(job_to_json(_job(stack, "job-3", "p3", kind=JobKind.STAMP, stamps=2, required=3)), "g3")
     # when the Lambda entry point gets it
     handler = push_dispatch.lambda_handler
     response = handler(sqs_event([good, malformed, same_group, other], NOTIFICATIONS_ARN), LambdaContext("p"))
@@ -324,7 +338,8 @@ def test_push_dispatch_handler_reports_a_malformed_record_and_processes_the_othe
     assert _failed(response) == [malformed["MessageId"], same_group["MessageId"]]
     assert len(read_inbox(stack.inbox, "p1")) == 1
     assert read_inbox(stack.inbox, "p2") == []
-    assert read_inbox(stack.inbox, "p3")[0]["title"] == "スタンプを獲得しました"
+    (stamped,) = read_inbox(stack.inbox, "p3")
+    assert (stamped["title"], stamped["body"]) == ("スタンプを獲得しました", "Ann, you have 2 of 3 stamps!")
 
 
 def test_vip_enrich_handler_reports_a_malformed_record_and_processes_the_others(

@@ -199,7 +199,7 @@ def _write(
     outcome = Progress("acme", "rally", "p1", frozenset(stamped)).with_stamp(checkpoint_id, at, 2)
     job = NotificationJob(
         job_id_for(JobKind.STAMP, stamp), JobKind.STAMP, "acme", "rally", "p1", checkpoint_id,
-        outcome.progress.stamps, 2, "stamp!", None, at,
+        outcome.progress.stamps, 2, at,
     )  # fmt: skip
     return replace(write, stamp=stamp, progress=outcome.progress, jobs=(job,))
 
@@ -412,7 +412,10 @@ def test_record_scan_end_to_end_on_dynamo_queues_jobs_in_sqs(tables, services, m
         ("stamp", "hall"),
     ]
     assert {j["participant_id"] for j in jobs} == {participant.participant_id}
-    assert all(j["push_endpoint"] == "fcm:token-1" for j in jobs)
+    # the outbox and the queue hold ids and counts only: no nickname, push text or endpoint
+    assert not [j for j in jobs if {"text", "push_endpoint", "locale", "title"} & set(j)]
+    stored = [item.body for item in _outbox()] + [json.dumps(j) for j in jobs]
+    assert not [body for body in stored if "Ann" in body or "fcm:token-1" in body or "of 2" in body]
     history = wired.list_history("acme", "rally").items
     assert [e.outcome for e in history] == [ScanOutcome.COOLDOWN, ScanOutcome.STAMPED, ScanOutcome.STAMPED]
     # when erased

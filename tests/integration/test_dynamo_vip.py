@@ -225,11 +225,7 @@ def _job(message: CampaignMessage, i: int) -> NotificationJob:
         checkpoint_id="",
         stamps=2,
         required=3,
-        text="Today only",
-        push_endpoint=f"fcm:token-{i}",
         created_at=message.created_at,
-        locale="en",
-        title="News",
         message_id=message.message_id,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -76,3 +77,35 @@ def test_load_handler_imports_module_and_function() -> None:
 def test_load_handler_refuses_references_without_module_and_function(reference: str) -> None:
     with pytest.raises(ValueError, match="module:function"):
         load_handler(reference)
+
+
+def test_event_pump_runs_a_scheduled_consumer_every_period_with_a_scheduled_event() -> None:
+    # given: a schedule whose consumer fails on its first run
+    runs: list[dict[str, Any]] = []
+    twice = threading.Event()
+
+    def consumer(event: dict[str, Any], context: Any) -> None:
+        runs.append(event)
+        if len(runs) == 2:
+            twice.set()
+        if len(runs) == 1:
+            raise RuntimeError("first run fails")
+
+    pump = EventPump({}, schedules={"gallery_compaction": (0.01, consumer)})
+    # when
+    pump.start()
+    try:
+        assert twice.wait(timeout=10), "the scheduled consumer did not run twice"
+    finally:
+        pump.stop()
+    # then: a failure does not stop the schedule; each run gets EventBridge's scheduled event
+    assert runs[0]["detail-type"] == "Scheduled Event" and runs[0]["source"] == "aws.events"
+    assert runs[0]["resources"][0].endswith(":rule/gallery_compaction")
+
+
+def test_scheduled_consumers_load() -> None:
+    from eventface.local.pump import SCHEDULED_CONSUMERS
+
+    assert {name: callable(load_handler(ref)) for name, ref in SCHEDULED_CONSUMERS.items()} == {
+        "gallery_compaction": True
+    }

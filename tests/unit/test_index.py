@@ -255,3 +255,48 @@ def test_index_spilled_rerank_rows_give_the_same_answers_and_one_file(make_galle
     # then
     assert [(h.person_id, h.score) for h in a.hits] == [(h.person_id, h.score) for h in b.hits]
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def _spill_bytes(directory) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(directory.iterdir()))
+
+
+def _codes_in_ram(index: GalleryIndex) -> bytes:
+    # White-box on purpose: RAM holds the int8 codes one template per column of each block, and
+    # nothing public exposes them; an erasure must leave none of a person's codes behind.
+    return b"".join(np.ascontiguousarray(block.codes.T).tobytes() for block in index._blocks)
+
+
+def test_index_deleted_person_leaves_no_template_bytes_in_the_spill_file_or_ram(
+    make_gallery, tmp_path
+) -> None:
+    # given: a spilled gallery in which person-7 has two templates (their float32 rows are on disk)
+    people, vectors = make_gallery(3000, seed=17, per_person=2)
+    index = GalleryIndex("m", spill_dir=tmp_path)
+    index.add(people, vectors)
+    rows = [i for i, person in enumerate(people) if person == "person-7"]
+    floats = [vectors[i].astype("<f4").tobytes() for i in rows]
+    codes = [quantise(vectors[i : i + 1])[0][0].tobytes() for i in rows]
+    assert all(f in _spill_bytes(tmp_path) for f in floats)
+    assert all(c in _codes_in_ram(index) for c in codes)
+    # when
+    removed = index.delete_person("person-7")
+    # then: the rows are zeros on disk and in RAM, and everyone else is still found exactly
+    assert removed == 2
+    on_disk, in_ram = _spill_bytes(tmp_path), _codes_in_ram(index)
+    assert not any(f in on_disk for f in floats)
+    assert not any(c in in_ram for c in codes)
+    assert index.search(vectors[rows[0]], 1).hits[0].person_id != "person-7"
+    assert index.search(vectors[100], 1).hits[0].person_id == people[100]
+
+
+def test_index_close_removes_its_spill_file(make_gallery, tmp_path) -> None:
+    # given
+    people, vectors = make_gallery(10, seed=18)
+    index = GalleryIndex("m", spill_dir=tmp_path)
+    index.add(people, vectors)
+    assert len(list(tmp_path.iterdir())) == 1
+    # when
+    index.close()
+    # then
+    assert list(tmp_path.iterdir()) == []

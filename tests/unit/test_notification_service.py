@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import pytest
 from eventface.adapters import push
 from eventface.adapters.memory import FixedClock, in_memory_ports
 from eventface.bootstrap import Container, bootstrap
-from eventface.domain.model import Consent, JobKind, NotificationJob, Participant
+from eventface.domain.model import Campaign, CampaignStatus, Consent, JobKind, NotificationJob, Participant
 from eventface.domain.vip import CampaignMessage, Segment
 from eventface.services import push_messages as messages
 from eventface.services.deps import Policy
@@ -34,6 +34,8 @@ from mobile_push import Recipient, read_inbox, verify_signature
 TENANT = "acme"
 CAMPAIGN = "rally"
 NOW = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+BODY = {"ja": "ご来場ありがとうございます", "en": "Thank you for coming"}
+TITLE = {"ja": "お知らせ", "en": "News"}
 
 
 def _job(kind: JobKind = JobKind.STAMP, **changes: Any) -> NotificationJob:
@@ -46,10 +48,7 @@ def _job(kind: JobKind = JobKind.STAMP, **changes: Any) -> NotificationJob:
         "checkpoint_id": "gate",
         "stamps": 2,
         "required": 3,
-        "text": "Ann, you have 2 of 3 stamps!",
-        "push_endpoint": "inbox:",
         "created_at": NOW,
-        "locale": "en",
         **changes,
     }
     return NotificationJob(**fields)
@@ -63,61 +62,106 @@ def inbox(tmp_path: Path) -> Path:
 @pytest.fixture
 def deps(inbox: Path) -> Container:
     sender = push.build_push_sender(Settings({PUSH_INBOX_DIR: str(inbox)}), sleep=lambda _: None)
-    return bootstrap(
+    wired = bootstrap(
         Settings({}), policy=Policy(), push=sender, **in_memory_ports(clock=FixedClock(NOW))
     ).deps
+    wired.campaigns.add(
+        Campaign(
+            TENANT,
+            CAMPAIGN,
+            "Rally",
+            NOW,
+            NOW + timedelta(days=1),
+            CampaignStatus.LIVE,
+            stamps_required=3,
+            reward_text="Free coffee",
+        )
+    )
+    return wired
+
+
+@pytest.fixture
+def enrol(deps: Container) -> Callable[..., Participant]:
+    """Factory: participant p1, nickname Ann, with a push endpoint and a locale."""
+
+    def add(push_endpoint: str | None = "inbox:", locale: str = "en") -> Participant:
+        participant = Participant(
+            TENANT, CAMPAIGN, "p1", "Ann", Consent(True, NOW), NOW, push_endpoint=push_endpoint, locale=locale
+        )
+        deps.participants.add(participant)
+        return participant
+
+    return add
+
+
+def _message(deps: Container, title: dict[str, str], body: dict[str, str]) -> CampaignMessage:
+    sent = CampaignMessage(
+        TENANT, CAMPAIGN, "msg-1", title, body, Segment(min_stamps=1), NOW, "user:marketer", targeted=3
+    )
+    deps.messages.add(sent, [])
+    return sent
 
 
 @pytest.fixture
 def message(deps: Container) -> CampaignMessage:
-    sent = CampaignMessage(
-        TENANT,
-        CAMPAIGN,
-        "msg-1",
-        {"ja": "特典", "en": "Offer"},
-        {"ja": "本日限定", "en": "Today only"},
-        Segment(min_stamps=1),
-        NOW,
-        "user:marketer",
-        targeted=3,
-    )
-    deps.messages.add(sent, [])
-    return sent
+    return _message(deps, {"ja": "特典", "en": "Offer"}, {"ja": "本日限定", "en": "Today only"})
 
 
 # -- dispatch_job ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("kind", "locale", "title"),
+    ("kind", "locale", "title", "body"),
     [
-        (JobKind.STAMP, "ja", "スタンプを獲得しました"),
-        (JobKind.STAMP, "en", "Stamp collected"),
-        (JobKind.COMPLETION, "ja", "スタンプラリー達成！"),
-        (JobKind.COMPLETION, "en-GB", "Stamp rally complete!"),
-        (JobKind.STAMP, "fr", "Stamp collected"),
+        (JobKind.STAMP, "ja", "スタンプを獲得しました", "Ann, you have 2 of 3 stamps!"),
+        (JobKind.STAMP, "en", "Stamp collected", "Ann, you have 2 of 3 stamps!"),
+        (JobKind.COMPLETION, "ja", "スタンプラリー達成！", "Rally complete, Ann! Free coffee"),
+        (JobKind.COMPLETION, "en-GB", "Stamp rally complete!", "Rally complete, Ann! Free coffee"),
+        (JobKind.STAMP, "fr", "Stamp collected", "Ann, you have 2 of 3 stamps!"),
     ],
 )
-def test_dispatch_job_stamp_and_completion_have_a_localised_title_and_the_rendered_text(
-    deps: Container, inbox: Path, kind: JobKind, locale: str, title: str
+def test_dispatch_job_stamp_and_completion_have_a_localised_title_and_the_text_rendered_at_send_time(
+    deps: Container,
+    inbox: Path,
+    *,
+    enrol: Callable[..., Participant],
+    kind: JobKind,
+    locale: str,
+    title: str,
+    body: str,
 ) -> None:
+    # given: the job holds ids and counts; the nickname, locale and endpoint are the participant's
+    enrol(locale=locale)
     # when
-    receipt = dispatch_job(deps, _job(kind, locale=locale))
+    receipt = dispatch_job(deps, _job(kind))
     # then the participant's inbox (named by the participant id) has the push
     assert receipt is not None and receipt.status == "delivered", receipt
     (pushed,) = read_inbox(inbox, "p1")
-    assert pushed["title"] == title
-    assert pushed["body"] == "Ann, you have 2 of 3 stamps!"
+    assert (pushed["title"], pushed["body"]) == (title, body)
     assert pushed["data"] == {"kind": kind.value, "campaign_id": CAMPAIGN, "stamps": "2", "required": "3"}
 
 
-def test_dispatch_job_message_is_pushed_and_counted_delivered(
+def test_dispatch_job_of_an_erased_participant_sends_nothing(
     deps: Container, inbox: Path, message: CampaignMessage
 ) -> None:
-    # given a campaign message job, already in the participant's locale
-    job = _job(JobKind.MESSAGE, title="特典", text="本日限定", locale="ja", message_id="msg-1")
+    # given: jobs queued for p1, who was erased before they were sent (p1 is not registered)
     # when
-    receipt = dispatch_job(deps, job)
+    stamp = dispatch_job(deps, _job())
+    offer = dispatch_job(deps, _job(JobKind.MESSAGE, message_id="msg-1"))
+    # then: nothing is pushed; the message counts p1 as unreachable
+    assert (stamp, offer) == (None, None)
+    assert read_inbox(inbox, "p1") == []
+    counted = deps.messages.get(TENANT, CAMPAIGN, "msg-1")
+    assert (counted.delivered, counted.failed, counted.no_endpoint) == (0, 0, 1)
+
+
+def test_dispatch_job_message_is_pushed_and_counted_delivered(
+    deps: Container, inbox: Path, enrol: Callable[..., Participant], message: CampaignMessage
+) -> None:
+    # given a campaign message job for a participant who reads Japanese
+    enrol(locale="ja")
+    # when
+    receipt = dispatch_job(deps, _job(JobKind.MESSAGE, message_id="msg-1"))
     # then
     assert receipt is not None and receipt.status == "delivered"
     (pushed,) = read_inbox(inbox, "p1")
@@ -127,13 +171,42 @@ def test_dispatch_job_message_is_pushed_and_counted_delivered(
     assert (counted.delivered, counted.failed, counted.no_endpoint) == (1, 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("locale", "texts", "expected"),
+    [
+        pytest.param("ja", (TITLE, BODY), ("お知らせ", "ご来場ありがとうございます"), id="own-locale-ja"),
+        pytest.param("en", (TITLE, BODY), ("News", "Thank you for coming"), id="own-locale-en"),
+        pytest.param("ja", ({"en": "News"}, {"en": "Hello"}), ("News", "Hello"), id="ja-falls-back-to-en"),
+        pytest.param("en", ({"ja": "題"}, {"ja": "本文"}), ("題", "本文"), id="en-falls-back-to-first"),
+        pytest.param("ja", ({"en": "News"}, BODY), ("News", BODY["ja"]), id="title-of-other-locale"),
+    ],
+)
+def test_dispatch_job_message_uses_the_participants_locale_with_fallback(
+    deps: Container,
+    inbox: Path,
+    *,
+    enrol: Callable[..., Participant],
+    locale: str,
+    texts: tuple[dict[str, str], dict[str, str]],
+    expected: tuple[str, str],
+) -> None:
+    # given
+    enrol(locale=locale)
+    _message(deps, *texts)
+    # when
+    dispatch_job(deps, _job(JobKind.MESSAGE, message_id="msg-1"))
+    # then
+    (pushed,) = read_inbox(inbox, "p1")
+    assert (pushed["title"], pushed["body"]) == expected
+
+
 def test_dispatch_job_message_to_an_unconfigured_provider_is_counted_failed(
-    deps: Container, inbox: Path, message: CampaignMessage
+    deps: Container, inbox: Path, enrol: Callable[..., Participant], message: CampaignMessage
 ) -> None:
     # given a participant with an FCM token and no SNS configured
-    job = _job(JobKind.MESSAGE, title="Offer", text="Today only", push_endpoint="fcm:tok", message_id="msg-1")
+    enrol(push_endpoint="fcm:tok")
     # when
-    receipt = dispatch_job(deps, job)
+    receipt = dispatch_job(deps, _job(JobKind.MESSAGE, message_id="msg-1"))
     # then the receipt says which setting to set, and the message counts a failure
     assert receipt is not None and receipt.status == "failed"
     assert SNS_FCM_APPLICATION_ARN in (receipt.reason or "")
@@ -143,25 +216,30 @@ def test_dispatch_job_message_to_an_unconfigured_provider_is_counted_failed(
 
 
 def test_dispatch_job_message_without_endpoint_is_counted_no_endpoint(
-    deps: Container, inbox: Path, message: CampaignMessage
+    deps: Container, inbox: Path, enrol: Callable[..., Participant], message: CampaignMessage
 ) -> None:
-    receipt = dispatch_job(deps, _job(JobKind.MESSAGE, push_endpoint=None, message_id="msg-1"))
+    enrol(push_endpoint=None)
+    receipt = dispatch_job(deps, _job(JobKind.MESSAGE, message_id="msg-1"))
     assert receipt is None
     counted = deps.messages.get(TENANT, CAMPAIGN, "msg-1")
     assert (counted.delivered, counted.failed, counted.no_endpoint) == (0, 0, 1)
 
 
 def test_dispatch_job_stamp_without_endpoint_sends_and_counts_nothing(
-    deps: Container, inbox: Path, message: CampaignMessage
+    deps: Container, inbox: Path, enrol: Callable[..., Participant], message: CampaignMessage
 ) -> None:
-    assert dispatch_job(deps, _job(push_endpoint=None)) is None
+    enrol(push_endpoint=None)
+    assert dispatch_job(deps, _job()) is None
     assert read_inbox(inbox, "p1") == []
     counted = deps.messages.get(TENANT, CAMPAIGN, "msg-1")
     assert (counted.delivered, counted.failed, counted.no_endpoint) == (0, 0, 0)
 
 
-def test_dispatch_job_unknown_platform_is_a_failed_receipt(deps: Container) -> None:
-    receipt = dispatch_job(deps, _job(push_endpoint="pager:123"))
+def test_dispatch_job_unknown_platform_is_a_failed_receipt(
+    deps: Container, enrol: Callable[..., Participant]
+) -> None:
+    enrol(push_endpoint="pager:123")
+    receipt = dispatch_job(deps, _job())
     assert receipt is not None and receipt.status == "failed"
     assert "no provider named 'pager'" in (receipt.reason or "")
 
@@ -347,10 +425,11 @@ def test_dispatch_job_to_a_disabled_endpoint_forgets_it(inbox: Path) -> None:
 
     ports = in_memory_ports(clock=FixedClock(NOW))
     deps = bootstrap(Settings({}), policy=Policy(), push=PushSender({"sns": DeadEndpoints()}), **ports).deps
+    deps.campaigns.add(Campaign(TENANT, CAMPAIGN, "Rally", NOW, NOW + timedelta(days=1), CampaignStatus.LIVE))
     participant = Participant(TENANT, CAMPAIGN, "p1", "Ann", Consent(True, NOW), NOW, push_endpoint="fcm:old")
     ports["participants"].add(participant)
     # when
-    receipt = dispatch_job(deps, _job(push_endpoint="fcm:old"))
+    receipt = dispatch_job(deps, _job())
     # then: the endpoint is gone, so later scans queue no push to it
     assert receipt is not None and receipt.status == "disabled"
     assert ports["participants"].get(TENANT, CAMPAIGN, "p1").push_endpoint is None

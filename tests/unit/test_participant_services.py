@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from eventface.domain.errors import (
@@ -172,3 +174,36 @@ def test_erase_participant_twice_is_idempotent(world, make_campaign, make_partic
     receipt = world.services.erase_participant("acme", "rally", participant.participant_id)
     # then
     assert receipt.verified and not receipt.record_deleted and receipt.stamps_deleted == 0
+
+
+def test_erase_participant_receipt_states_each_store_and_until_when_templates_stay(
+    world, make_campaign, make_participant
+):
+    # given: a sweep every 5 minutes, and gallery objects kept 1 h for readers
+    make_campaign()
+    participant, _ = make_participant()
+    erased_at = world.clock.now()
+    # when
+    receipt = world.services.erase_participant("acme", "rally", participant.participant_id)
+    # then: what is gone now, what stays until when (grace + 4 sweep periods), and why
+    states = {s.store: (s.state.value, s.pending_until) for s in receipt.stores}
+    assert receipt.erased_at == erased_at
+    assert states == {
+        "record": ("erased", None),
+        "stamps": ("erased", None),
+        "history": ("erased", None),
+        "gallery_objects": ("pending", erased_at + timedelta(hours=1, minutes=20)),
+        "scanner_memory": ("pending", None),
+        "notification_jobs": ("erased", None),
+    }
+    assert all(s.detail for s in receipt.stores if s.state.value == "pending")
+
+
+def test_erase_participant_of_a_campaign_without_gallery_has_no_templates_pending(world, make_campaign):
+    # given: a campaign nobody registered for (its gallery was never written)
+    make_campaign()
+    # when
+    receipt = world.services.erase_participant("acme", "rally", "nobody")
+    # then
+    states = {s.store: s.state.value for s in receipt.stores}
+    assert states["gallery_objects"] == states["scanner_memory"] == "erased"

@@ -57,3 +57,28 @@ def test_settings_membership_cache_is_a_minute_by_default_and_can_be_turned_off(
     # then
     assert Settings({}).membership_cache_seconds == 60.0
     assert Settings({"EVENTFACE_MEMBERSHIP_CACHE_SECONDS": "0"}).membership_cache_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, (5, 3600)),
+        ({"EVENTFACE_GALLERY_SWEEP_MINUTES": "1", "EVENTFACE_GALLERY_RETIRED_GRACE_SECONDS": "60"}, (1, 60)),
+    ],
+)
+def test_settings_erasure_sweep_period_and_grace(environ, expected):
+    settings = from_environ(environ)
+    assert (settings.gallery_sweep_minutes, settings.gallery_retired_grace_seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute"),
+    [
+        ("EVENTFACE_GALLERY_SWEEP_MINUTES", "0", "gallery_sweep_minutes"),
+        ("EVENTFACE_GALLERY_SWEEP_MINUTES", "61", "gallery_sweep_minutes"),
+        ("EVENTFACE_GALLERY_RETIRED_GRACE_SECONDS", "59", "gallery_retired_grace_seconds"),
+    ],
+)
+def test_settings_erasure_sweep_values_out_of_range_name_the_variable(variable, value, attribute):
+    with pytest.raises(SettingsError, match=variable):
+        getattr(from_environ({variable: value}), attribute)

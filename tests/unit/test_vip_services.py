@@ -309,3 +309,21 @@ def test_dedupe_window_is_per_venue(world, venue):
         world.clock.now() - timedelta(seconds=1)
         < world.alerts.list(TENANT, other.venue_id).items[0].sighted_at
     )
+
+
+def test_erased_member_receipt_states_each_store_and_until_when_templates_stay(world, venue):
+    # given
+    member = _member(world, venue, 0)
+    erased_at = world.clock.now()
+    # when
+    erasure = venues.erase_member(world.services.deps, TENANT, venue.venue_id, member.member_id)
+    # then
+    states = {s.store: (s.state.value, s.pending_until) for s in erasure.stores}
+    assert erasure.erased_at == erased_at
+    assert states == {
+        "record": ("erased", None),
+        "alerts": ("erased", None),
+        "gallery_objects": ("pending", erased_at + timedelta(hours=1, minutes=20)),
+        "scanner_memory": ("pending", None),
+        "notification_jobs": ("erased", None),
+    }

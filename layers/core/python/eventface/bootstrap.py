@@ -361,6 +361,8 @@ class Container:
                 audit_retention_days=self.settings.audit_retention_days,
                 alert_retention_days=self.settings.alert_retention_days,
                 max_faces_per_frame=self.settings.max_faces_per_frame,
+                gallery_sweep_period=timedelta(minutes=self.settings.gallery_sweep_minutes),
+                gallery_retired_grace=timedelta(seconds=self.settings.gallery_retired_grace_seconds),
                 rate_limits=RateLimits(
                     per_device_per_minute=self.settings.device_requests_per_minute,
                     per_key_per_minute=self.settings.key_requests_per_minute,

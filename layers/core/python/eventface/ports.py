@@ -7,7 +7,7 @@ in-memory fakes (``eventface.adapters.memory``) implement them for tests and the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from eventface.domain.access import AuditEntry
@@ -15,6 +15,7 @@ from eventface.domain.model import (
     Campaign,
     Device,
     DeviceCredential,
+    GallerySweep,
     HistoryQuery,
     Identification,
     Page,
@@ -184,7 +185,14 @@ class GalleryPort(Protocol):
         ...
 
     def delete_participant(self, gallery_id: str, participant_id: str) -> bool:
-        """Remove every template of the participant; True if the gallery existed."""
+        """Remove every template of the participant from the searches (at once) and from storage
+        (by the next sweeps, see :meth:`sweep_erasures`); True if the gallery existed."""
+        ...
+
+    def sweep_erasures(self, grace: timedelta) -> GallerySweep:
+        """Make pending erasures physical (the scheduled job): compact the galleries that have
+        erased people waiting, and delete the objects retired more than ``grace`` ago. A gallery
+        that fails is reported in ``failed`` and retried by the next sweep."""
         ...
 
     def prefetch(self, gallery_id: str) -> None:

@@ -46,6 +46,8 @@ PUSH_WEBHOOK_SECRET_ID: Final = "EVENTFACE_PUSH_WEBHOOK_SECRET_ID"
 IDEMPOTENCY_TTL_HOURS: Final = "EVENTFACE_IDEMPOTENCY_TTL_HOURS"
 MEMBERSHIP_CACHE_SECONDS: Final = "EVENTFACE_MEMBERSHIP_CACHE_SECONDS"
 USER_POOL_ID: Final = "EVENTFACE_USER_POOL_ID"
+GALLERY_SWEEP_MINUTES: Final = "EVENTFACE_GALLERY_SWEEP_MINUTES"
+GALLERY_RETIRED_GRACE_SECONDS: Final = "EVENTFACE_GALLERY_RETIRED_GRACE_SECONDS"
 
 
 class SettingsError(RuntimeError):
@@ -248,6 +250,20 @@ class Settings:
     def user_pool_id(self) -> str:
         """The Cognito user pool whose users the platform administers (``eventface users``)."""
         return self._required(USER_POOL_ID)
+
+    @property
+    def gallery_sweep_minutes(self) -> int:
+        """Period of the erasure sweep (``gallery_compaction``) schedule (5 min): part of the bound
+        erasure receipts state; the schedule that runs the sweep must use the same value."""
+        raw = self._optional(GALLERY_SWEEP_MINUTES) or "5"
+        return _parse(GALLERY_SWEEP_MINUTES, raw, int, lambda v: 1 <= v <= 60, "1-60 minutes")
+
+    @property
+    def gallery_retired_grace_seconds(self) -> int:
+        """How long objects replaced by a compaction are kept for readers still fetching them
+        (3600 s) before the sweep deletes them."""
+        raw = self._optional(GALLERY_RETIRED_GRACE_SECONDS) or "3600"
+        return _parse(GALLERY_RETIRED_GRACE_SECONDS, raw, int, lambda v: 60 <= v <= 86400, "60-86400 seconds")
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

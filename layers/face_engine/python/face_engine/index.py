@@ -269,7 +269,12 @@ class GalleryIndex:
             return np.arange(first, first + len(x))
 
     def delete_person(self, person_id: str) -> int:
-        """Tombstone every template of a person; visible to the very next search. Returns the count."""
+        """Erase every template of a person; visible to the very next search. Returns the count.
+
+        The rows are overwritten with zeros, not only hidden: the int8 codes, their offset and
+        scale in RAM, and the float32 re-rank row (flushed to the spill file when there is one), so
+        an erased face leaves no copy in this process's memory or on its disk.
+        """
         with self._lock:
             owner = self._person_index.get(person_id)
             if owner is None or owner not in self._live_people:
@@ -277,10 +282,24 @@ class GalleryIndex:
             rows = np.flatnonzero(self._owner[: self._count] == owner)
             for row in rows.tolist():
                 block_no, offset = divmod(row, self.block_size)
-                self._blocks[block_no].scales[offset] = 0.0
+                block = self._blocks[block_no]
+                block.codes[:, offset] = 0
+                block.offsets[offset] = 0
+                block.scales[offset] = 0.0
+            self._vectors[rows] = 0.0
+            if isinstance(self._vectors, np.memmap):
+                self._vectors.flush()
             self._owner[rows] = -1
             del self._live_people[owner]
             return len(rows)
+
+    def close(self) -> None:
+        """Remove the spill file (a replaced index calls this; searches still running on it keep
+        their mapping until they finish). The index must not be used afterwards."""
+        with self._lock:
+            if self._spill_path is not None:
+                self._spill_path.unlink(missing_ok=True)
+                self._spill_path = None
 
     def _owners_of(self, person_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Person numbers of ``person_ids``, registering new people (vectorised for bulk loads)."""

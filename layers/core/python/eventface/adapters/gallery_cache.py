@@ -3,7 +3,13 @@
 ``CachedGallery.index()`` asks the store for the manifest with the ETag it holds: unchanged
 (304) means the in-memory index is served as it is; appended objects are applied to the index in
 place (a registration is searchable on the very next scan, in any process); anything else (a
-compaction replaced objects) rebuilds the index from the snapshot, reusing the decoded shards.
+compaction replaced objects) rebuilds the index from the snapshot, reusing the decoded shards, and
+removes the replaced index's spill file.
+
+What an erasure leaves here: its tombstone zeroes the person's rows in the index (RAM and spill
+file) at the next ``index()``; the snapshot keeps the decoded objects it was built from, so the
+erased vector stays in this process's memory until a compaction replaces those objects (the
+next ``index()`` after it drops them), or the process ends.
 """
 
 from __future__ import annotations
@@ -64,7 +70,9 @@ class CachedGallery:
                 for shard in snapshot.shards[len(old_keys) :]:
                     apply_shard(self._index, shard)
             else:
-                self._index = self._build(snapshot)
+                replaced, self._index = self._index, self._build(snapshot)
+                if replaced is not None:
+                    replaced.close()  # its spill file would otherwise stay on disk for good
             self._snapshot = snapshot
             return self._index
 

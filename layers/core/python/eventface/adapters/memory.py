@@ -29,6 +29,7 @@ from eventface.domain.model import (
     Campaign,
     Device,
     DeviceCredential,
+    GallerySweep,
     HistoryQuery,
     Identification,
     NotificationJob,
@@ -356,6 +357,10 @@ class InMemoryGallery:
 
     def prefetch(self, gallery_id: str) -> None:
         return None
+
+    def sweep_erasures(self, grace: timedelta) -> GallerySweep:
+        """Nothing to sweep: a deletion here removes the templates at once."""
+        return GallerySweep()
 
     def identify(self, gallery_id: str, probe: Probe, fmr_per_scan: float) -> Identification:
         if probe.model_id != self.model_id:

@@ -27,6 +27,14 @@ Protocol
 - **Compaction** merges the objects of a snapshot into base shards and swaps them in with the same
   CAS, keeping any delta appended meanwhile. The replaced objects move to ``retired`` and are
   deleted only after a grace period, so readers holding an older manifest can still fetch them.
+- **Erasure** is physical within a bound. ``delete_person`` publishes a tombstone (the person is
+  never matched again), then records the request as an empty marker object
+  ``<prefix>/_erasures/<gallery_id>/<tombstone uuid>`` (``_`` cannot start a gallery id). The
+  sweep (:meth:`S3GalleryStore.sweep_erasures`, run on a schedule) compacts every gallery with a
+  marker, which retires the objects holding the vectors together with the tombstone, and on a
+  later run, once they have been retired for the grace period, deletes them; a marker goes when
+  its tombstone is neither listed nor retired any more. On a versioned bucket every version of a
+  deleted object (and its delete markers) is deleted too, so no old version keeps a template.
 
 Every boto3 error is translated here by its error code; callers never see ``ClientError``.
 """
@@ -64,6 +72,8 @@ _READ_CHUNK_BYTES: Final = 8 * 1024 * 1024
 _BACKOFF_BASE_SECONDS: Final = 0.01
 _BACKOFF_CAP_SECONDS: Final = 0.5
 _DELETE_BATCH: Final = 1000
+#: Folder of erasure markers under the store's prefix (gallery id segments start with a letter or digit).
+ERASURES_FOLDER: Final = "_erasures"
 
 _PRECONDITION_CODES: Final = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 _NOT_MODIFIED_CODES: Final = frozenset({"304", "NotModified"})
@@ -259,6 +269,19 @@ class Snapshot:
     shards: tuple[Shard, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What one erasure sweep did: galleries with pending erasures, how many of them it compacted,
+    how many retired objects it deleted, the erasures still pending (retired objects within the
+    grace period), and the galleries it could not process (with the reason)."""
+
+    galleries: int = 0
+    compacted: int = 0
+    purged: int = 0
+    pending: int = 0
+    failed: tuple[str, ...] = ()
+
+
 # ---------------------------------------------------------------------------------------- download
 
 
@@ -400,6 +423,7 @@ class S3GalleryStore:
         self._max_workers = max_workers
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._versioned: bool | None = None
 
     # -- keys and low-level calls ------------------------------------------------------------
 
@@ -419,6 +443,29 @@ class S3GalleryStore:
                 f"'/'-separated segments that start with a letter or digit (at most {_MAX_GALLERY_ID})"
             )
         return f"{self._prefix}/{gallery_id}" if self._prefix else gallery_id
+
+    def _erasures_prefix(self) -> str:
+        return f"{self._prefix}/{ERASURES_FOLDER}/" if self._prefix else f"{ERASURES_FOLDER}/"
+
+    def _marker_key(self, gallery_id: str, tombstone_key: str) -> str:
+        """Key of the erasure marker of the tombstone object ``tombstone_key`` of ``gallery_id``."""
+        self._gallery_prefix(gallery_id)  # validates the id
+        name = tombstone_key.rsplit("/", 1)[-1].removesuffix(".shard")
+        return f"{self._erasures_prefix()}{gallery_id}/{name}"
+
+    def _parse_marker(self, key: str) -> tuple[str, str] | None:
+        """(gallery id, tombstone object key) of a marker key; None for a key that is not one."""
+        gallery_id, _, name = key.removeprefix(self._erasures_prefix()).rpartition("/")
+        if not name or len(gallery_id) > _MAX_GALLERY_ID or not _GALLERY_ID.match(gallery_id):
+            return None
+        return gallery_id, f"{self._gallery_prefix(gallery_id)}/objects/{name}.shard"
+
+    def _list_keys(self, prefix: str) -> list[str]:
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
+            return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "list_objects_v2", f"s3://{self._bucket}/{prefix}") from exc
 
     @property
     def _s3(self) -> Any:
@@ -522,26 +569,65 @@ class S3GalleryStore:
             raise GalleryConflictError(f"object key {key} already exists (uuid collision); retry") from exc
         return ObjectRef(key, kind, shard.count, hashlib.sha256(data).hexdigest(), len(data))
 
+    def _bucket_is_versioned(self) -> bool:
+        """Whether the bucket keeps old versions (versioning enabled, or suspended after it was)."""
+        if self._versioned is None:
+            try:
+                status = self._s3.get_bucket_versioning(Bucket=self._bucket).get("Status")
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc, "get_bucket_versioning", f"s3://{self._bucket}") from exc
+            self._versioned = status in ("Enabled", "Suspended")
+        return self._versioned
+
+    def _versions_of(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        """Every version and delete marker of ``keys`` (one listing of their common prefix)."""
+        wanted = set(keys)
+        # S3 prefixes are plain strings: the common prefix of the smallest and largest key is
+        # the common prefix of them all.
+        first, last = min(wanted), max(wanted)
+        same = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
+        prefix = first[:same]
+        found: list[dict[str, str]] = []
+        try:
+            pages = self._s3.get_paginator("list_object_versions").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            )
+            for page in pages:
+                for entry in (*page.get("Versions", []), *page.get("DeleteMarkers", [])):
+                    if entry["Key"] in wanted:
+                        found.append({"Key": entry["Key"], "VersionId": entry["VersionId"]})
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "list_object_versions", f"s3://{self._bucket}/{prefix}") from exc
+        return found
+
     def _delete_objects(self, keys: Iterable[str]) -> None:
+        """Delete ``keys`` for good: on a versioned bucket, every version of them (a plain DELETE
+        there only adds a delete marker and keeps the bytes as an old version)."""
         pending = sorted(set(keys))
-        for start in range(0, len(pending), _DELETE_BATCH):
-            batch = pending[start : start + _DELETE_BATCH]
+        if not pending:
+            return
+        targets: list[dict[str, str]] = (
+            self._versions_of(pending) if self._bucket_is_versioned() else [{"Key": k} for k in pending]
+        )
+        for start in range(0, len(targets), _DELETE_BATCH):
+            batch = targets[start : start + _DELETE_BATCH]
             try:
                 response = self._s3.delete_objects(
-                    Bucket=self._bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                    Bucket=self._bucket, Delete={"Objects": batch, "Quiet": True}
                 )
             except (ClientError, BotoCoreError) as exc:
-                raise _translate(exc, "delete_objects", f"s3://{self._bucket}/{batch[0]}...") from exc
+                raise _translate(exc, "delete_objects", f"s3://{self._bucket}/{batch[0]['Key']}...") from exc
             errors = response.get("Errors") or []
             if errors:
                 first = errors[0]
                 raise GalleryStorageError(
-                    f"S3 could not delete {len(errors)} retired object(s), e.g. {first.get('Key')}: "
+                    f"S3 could not delete {len(errors)} object(s), e.g. {first.get('Key')}: "
                     f"{first.get('Code')} {first.get('Message')}"
                 )
 
-    def _append(self, gallery_id: str, shard: Shard, kind: str, current: Manifest | None) -> Manifest:
+    def _append(
+        self, gallery_id: str, shard: Shard, kind: str, current: Manifest | None
+    ) -> tuple[Manifest, ObjectRef]:
         if current is not None:
             self._check_model(gallery_id, current, shard.model_id)
         ref = self._put_object(gallery_id, shard, kind)
@@ -556,7 +642,7 @@ class S3GalleryStore:
             return replace(latest, version=latest.version + 1, objects=(*latest.objects, ref), etag="")
 
         try:
-            return self._publish(gallery_id, current, build, "append to")
+            return self._publish(gallery_id, current, build, "append to"), ref
         except ValueError:
             # The gallery was re-created for another model meanwhile: our object was never published.
             self._delete_objects([ref.key])
@@ -579,12 +665,14 @@ class S3GalleryStore:
         if kind not in OBJECT_KINDS:
             raise ValueError(f"kind must be one of {OBJECT_KINDS}, not {kind!r}")
         current = self.manifest(gallery_id)
-        return self._append(gallery_id, shard, kind, current)
+        return self._append(gallery_id, shard, kind, current)[0]
 
     def delete_person(self, gallery_id: str, person_id: str) -> Manifest:
         """Append a tombstone for ``person_id``: their templates disappear from every later load.
 
-        The vectors stay in older objects until :meth:`compact` drops them.
+        The vectors stay in older objects until the erasure sweep compacts them away and deletes
+        those objects after the grace period: the request is recorded as a marker for
+        :meth:`sweep_erasures`, after the tombstone (a marker always has its tombstone).
 
         Raises
         ------
@@ -596,7 +684,10 @@ class S3GalleryStore:
         current = self.manifest(gallery_id)
         if current is None:
             raise GalleryNotFoundError(f"gallery {gallery_id!r} does not exist; nothing to delete")
-        return self._append(gallery_id, Shard.tombstone(current.model_id, (person_id,)), "delta", current)
+        tombstone = Shard.tombstone(current.model_id, (person_id,))
+        manifest, ref = self._append(gallery_id, tombstone, "delta", current)
+        self._call("put_object", self._marker_key(gallery_id, ref.key), Body=b"")
+        return manifest
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -810,3 +901,92 @@ class S3GalleryStore:
             )
 
         return build
+
+    def purge_retired(self, gallery_id: str, *, grace_seconds: float = 3600.0) -> Manifest:
+        """Delete the objects retired more than ``grace_seconds`` ago (without compacting: only the
+        manifest is read) and publish the manifest without them.
+
+        Raises
+        ------
+        GalleryNotFoundError
+            The gallery does not exist.
+        GalleryConflictError
+            The manifest kept changing.
+        """
+        current = self.manifest(gallery_id)
+        if current is None:
+            raise GalleryNotFoundError(f"gallery {gallery_id!r} does not exist; nothing to purge")
+
+        def build(latest: Manifest | None) -> Manifest:
+            if latest is None:
+                raise GalleryNotFoundError(f"gallery {gallery_id!r} was removed while purging")
+            now = self._clock()
+            expired = {key for key, at in latest.retired if now - at > grace_seconds}
+            if not expired:
+                return latest
+            self._delete_objects(expired)  # retired over a grace period ago: no reader needs them
+            return replace(
+                latest,
+                version=latest.version + 1,
+                retired=tuple((key, at) for key, at in latest.retired if key not in expired),
+                etag="",
+            )
+
+        return self._publish(gallery_id, current, build, "purge")
+
+    # -- erasure sweep -----------------------------------------------------------------------
+
+    def sweep_erasures(self, *, grace_seconds: float = 3600.0, max_per_shard: int = 1_000_000) -> SweepReport:
+        """Make pending erasures physical: the scheduled job of the erasure bound.
+
+        For each gallery with erasure markers: if a marker's tombstone is still listed, compact the
+        gallery (the erased vectors leave the listed objects; the objects that held them are
+        retired); otherwise only delete the objects retired more than ``grace_seconds`` ago. A
+        marker is removed once its tombstone is neither listed nor retired: the objects retired
+        with it, which held the vectors, are deleted by then (every version of them on a versioned
+        bucket). A gallery that fails is reported and left for the next sweep; the others go on.
+
+        Started every ``P`` and ending within ``P``, it makes an erasure physical at most
+        ``grace + 4P`` after it (``eventface.domain.model.template_purge_deadline``).
+        """
+        requests: dict[str, list[tuple[str, str]]] = {}
+        for key in self._list_keys(self._erasures_prefix()):
+            parsed = self._parse_marker(key)
+            if parsed is not None:
+                requests.setdefault(parsed[0], []).append((key, parsed[1]))
+        compacted = purged = pending = 0
+        failed: list[str] = []
+        for gallery_id, markers in sorted(requests.items()):
+            try:
+                held, did_compact, deleted = self._sweep_gallery(
+                    gallery_id, {tombstone for _, tombstone in markers}, grace_seconds, max_per_shard
+                )
+                done = [marker for marker, tombstone in markers if tombstone not in held]
+                self._delete_objects(done)
+            except (GalleryError, ShardCorruptError, ValueError) as exc:
+                failed.append(f"{gallery_id}: {exc}")
+                pending += len(markers)
+                continue
+            compacted += did_compact
+            purged += deleted
+            pending += len(markers) - len(done)
+        return SweepReport(len(requests), compacted, purged, pending, tuple(failed))
+
+    def _sweep_gallery(
+        self, gallery_id: str, tombstones: set[str], grace_seconds: float, max_per_shard: int
+    ) -> tuple[set[str], bool, int]:
+        """Compact or purge one gallery: (keys still listed or retired, compacted?, objects deleted)."""
+        current = self.manifest(gallery_id)
+        if current is None:
+            return set(), False, 0
+        compact = bool(tombstones & {ref.key for ref in current.objects})
+        try:
+            if compact:
+                after = self.compact(gallery_id, max_per_shard=max_per_shard, grace_seconds=grace_seconds)
+            else:
+                after = self.purge_retired(gallery_id, grace_seconds=grace_seconds)
+        except GalleryNotFoundError:
+            return set(), False, 0
+        retired_after = {key for key, _ in after.retired}
+        deleted = len({key for key, _ in current.retired} - retired_after)
+        return {ref.key for ref in after.objects} | retired_after, compact, deleted

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from eventface.adapters.gallery_cache import CachedGallery
 from eventface.adapters.s3_gallery import GalleryError, GalleryNotFoundError, S3GalleryStore
 from eventface.domain.errors import DependencyError, InvalidInputError
-from eventface.domain.model import Identification, Probe, Template
+from eventface.domain.model import GallerySweep, Identification, Probe, Template
 from face_engine.index import GalleryIndex
 from face_engine.shard import Shard
 
@@ -95,6 +96,15 @@ class S3GalleryPort:
         except GalleryError as exc:
             raise DependencyError(f"deleting the templates failed ({exc}): retry the erasure") from exc
         return True
+
+    def sweep_erasures(self, grace: timedelta) -> GallerySweep:
+        try:
+            report = self._store.sweep_erasures(grace_seconds=grace.total_seconds())
+        except GalleryError as exc:
+            raise DependencyError(
+                f"listing the pending erasures failed ({exc}): the next sweep retries"
+            ) from exc
+        return GallerySweep(report.galleries, report.compacted, report.purged, report.pending, report.failed)
 
     def prefetch(self, gallery_id: str) -> None:
         cached = self._cached(gallery_id)

@@ -25,6 +25,10 @@ from eventface.domain.model import JobKind, NotificationJob
 from eventface.domain.vip import AlertJob
 
 JOB_FORMAT: Final = 1
+#: Notification jobs hold ids and counts only since format 2; a format 1 body (it also carried
+#: the rendered text and the push endpoint) is still read, and those fields are ignored.
+NOTIFICATION_JOB_FORMAT: Final = 2
+_NOTIFICATION_JOB_FORMATS: Final = (1, 2)
 #: Logical name of the queue of notification jobs (consumed by ``push_dispatch``).
 NOTIFICATIONS: Final = "notifications"
 #: Logical name of the queue of VIP alert jobs (consumed by ``vip_enrich``).
@@ -44,10 +48,11 @@ class QueueMessage:
 
 
 def job_to_json(job: NotificationJob) -> str:
-    """The message body of a job (ids, counts and the rendered text; never a face or template)."""
+    """The message body of a job: ids and counts only (never a nickname, a text, a push endpoint,
+    a face or a template: the consumer reads what it sends when it sends it)."""
     return json.dumps(
         {
-            "format": JOB_FORMAT,
+            "format": NOTIFICATION_JOB_FORMAT,
             "job_id": job.job_id,
             "kind": job.kind.value,
             "tenant_id": job.tenant_id,
@@ -56,32 +61,29 @@ def job_to_json(job: NotificationJob) -> str:
             "checkpoint_id": job.checkpoint_id,
             "stamps": job.stamps,
             "required": job.required,
-            "text": job.text,
-            "push_endpoint": job.push_endpoint,
             "created_at": job.created_at.isoformat(),
-            "locale": job.locale,
-            "title": job.title,
             "message_id": job.message_id,
         },
         separators=(",", ":"),
     )
 
 
-def _document(body: str, what: str) -> dict[str, Any]:
+def _document(body: str, what: str, formats: tuple[int, ...] = (JOB_FORMAT,)) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except ValueError as exc:
         raise ValueError(f"{what} is not JSON ({exc}): it was not written by this code") from exc
-    if not isinstance(document, dict) or document.get("format") != JOB_FORMAT:
-        raise ValueError(f"{what} has no format {JOB_FORMAT} document: it was not written by this code")
+    if not isinstance(document, dict) or document.get("format") not in formats:
+        known = " or ".join(str(f) for f in formats)
+        raise ValueError(f"{what} has no format {known} document: it was not written by this code")
     return document
 
 
 def job_from_json(body: str) -> NotificationJob:
     """The job of a notifications message; ValueError if the body is not one."""
-    doc = _document(body, "notification job")
+    doc = _document(body, "notification job", _NOTIFICATION_JOB_FORMATS)
     try:
-        return NotificationJob(
+        job = NotificationJob(
             job_id=str(doc["job_id"]),
             kind=JobKind(doc["kind"]),
             tenant_id=str(doc["tenant_id"]),
@@ -90,15 +92,14 @@ def job_from_json(body: str) -> NotificationJob:
             checkpoint_id=str(doc["checkpoint_id"]),
             stamps=int(doc["stamps"]),
             required=int(doc["required"]),
-            text=str(doc["text"]),
-            push_endpoint=doc["push_endpoint"] if isinstance(doc.get("push_endpoint"), str) else None,
             created_at=datetime.fromisoformat(doc["created_at"]),
-            locale=str(doc.get("locale") or "en"),
-            title=str(doc.get("title") or ""),
             message_id=doc["message_id"] if isinstance(doc.get("message_id"), str) else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"notification job is incomplete or malformed ({exc!r})") from exc
+    if job.kind is JobKind.MESSAGE and not job.message_id:
+        raise ValueError("campaign message job without message_id: it cannot say which message to send")
+    return job
 
 
 def alert_job_to_json(job: AlertJob) -> str:

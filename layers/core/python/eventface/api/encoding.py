@@ -17,6 +17,7 @@ from eventface.domain.model import (
     Progress,
     RecognitionEvent,
     ScanResult,
+    StoreErasure,
 )
 from eventface.domain.vip import (
     CampaignMessage,
@@ -133,6 +134,18 @@ def device_activation(value: DeviceActivation) -> dict[str, Any]:
     return {**device(value.device), "device_key": value.key}
 
 
+def store_erasures(stores: tuple[StoreErasure, ...]) -> dict[str, Any]:
+    """Per store: ``erased``, or ``pending`` until ``pending_until`` (null: see ``detail``)."""
+    return {
+        line.store: {
+            "state": line.state.value,
+            "pending_until": when(line.pending_until),
+            "detail": line.detail,
+        }
+        for line in stores
+    }
+
+
 def erasure(value: ErasureReceipt) -> dict[str, Any]:
     return {
         "participant_id": value.participant_id,
@@ -141,6 +154,8 @@ def erasure(value: ErasureReceipt) -> dict[str, Any]:
         "stamps_deleted": value.stamps_deleted,
         "history_deleted": value.history_deleted,
         "verified": value.verified,
+        "erased_at": when(value.erased_at),
+        "stores": store_erasures(value.stores),
     }
 
 
@@ -271,6 +286,8 @@ def member_erasure(value: MemberErasure) -> dict[str, Any]:
         "record_deleted": value.record_deleted,
         "templates_deleted": value.templates_deleted,
         "alerts_deleted": value.alerts_deleted,
+        "erased_at": when(value.erased_at),
+        "stores": store_erasures(value.stores),
     }
 
 

@@ -82,6 +82,21 @@ _OPENAPI_PATH: Final = {
 }
 
 _NULLABLE_STRING: Final = {"type": ["string", "null"]}
+#: An erasure receipt's per-store states.
+_STORE_ERASURES: Final = {
+    "type": "object",
+    "description": "Per store where the person's data was (record, stamps, history, alerts, "
+    "gallery_objects, scanner_memory, notification_jobs): erased, or pending until pending_until "
+    "(null: until the event detail names)",
+    "additionalProperties": {
+        "type": "object",
+        "properties": {
+            "state": {"enum": ["erased", "pending"]},
+            "pending_until": {"type": ["string", "null"], "format": "date-time"},
+            "detail": {"type": "string"},
+        },
+    },
+}
 _NULLABLE_NUMBER: Final = {"type": ["number", "null"]}
 _DEVICE: Final = {
     "type": "object",
@@ -688,6 +703,8 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                         "record_deleted": {"type": "boolean"},
                         "templates_deleted": {"type": "boolean"},
                         "alerts_deleted": {"type": "integer"},
+                        "erased_at": {"type": "string", "format": "date-time"},
+                        "stores": _STORE_ERASURES,
                     },
                 },
                 (404,),
@@ -935,6 +952,8 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "stamps_deleted": {"type": "integer"},
                     "history_deleted": {"type": "integer"},
                     "verified": {"type": "boolean"},
+                    "erased_at": {"type": "string", "format": "date-time"},
+                    "stores": _STORE_ERASURES,
                 },
             },
             "Device": _DEVICE,

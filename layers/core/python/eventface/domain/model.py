@@ -447,7 +447,14 @@ class JobKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NotificationJob:
-    """A push to send later; ``job_id`` is the same for the same fact (queue deduplication)."""
+    """A push to send later, by reference; ``job_id`` is the same for the same fact (queue
+    deduplication).
+
+    Ids and counts only: the push consumer reads the participant (nickname, locale, push endpoint)
+    and the texts when it sends. So the outbox, its stream, the queue and its dead-letter queue
+    never hold a nickname, a push text or a push endpoint, and the jobs of a participant who is
+    erased meanwhile send nothing.
+    """
 
     job_id: str
     kind: JobKind
@@ -457,12 +464,8 @@ class NotificationJob:
     checkpoint_id: str
     stamps: int
     required: int
-    text: str
-    push_endpoint: str | None
     created_at: datetime
-    #: The participant's locale (push titles), the message's title and id (campaign messages).
-    locale: str = "en"
-    title: str = ""
+    #: The campaign message a ``message`` job delivers.
     message_id: str | None = None
 
 
@@ -535,9 +538,85 @@ class Page(Generic[T]):
     cursor: str | None = None
 
 
+class ErasureState(StrEnum):
+    """Whether a store still holds a copy of an erased person's data."""
+
+    ERASED = "erased"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreErasure:
+    """One place a person's data was kept, and its state after the erasure: ``erased``, or
+    ``pending`` until ``pending_until`` (None: until the event that ``detail`` names)."""
+
+    store: str
+    state: ErasureState
+    pending_until: datetime | None = None
+    detail: str = ""
+
+
+#: Store names used in erasure receipts.
+STORE_RECORD: Final = "record"
+STORE_STAMPS: Final = "stamps"
+STORE_HISTORY: Final = "history"
+STORE_ALERTS: Final = "alerts"
+STORE_GALLERY_OBJECTS: Final = "gallery_objects"
+STORE_SCANNER_MEMORY: Final = "scanner_memory"
+STORE_NOTIFICATION_JOBS: Final = "notification_jobs"
+#: Sweeps that may pass between an erasure and the deletion of the objects that held its vectors.
+_SWEEPS_IN_BOUND: Final = 4
+
+
+def template_purge_deadline(erased_at: datetime, *, sweep_period: timedelta, grace: timedelta) -> datetime:
+    """The latest time an erased person's template bytes can still be in the gallery's stored
+    objects, when the erasure sweep starts every ``sweep_period`` and each run ends within one.
+
+    The first sweep that starts after the erasure (within one period) compacts the gallery by the
+    end of its run (two periods): the objects holding the vectors are retired then. The first sweep
+    that starts more than ``grace`` after that (within one more period) deletes them by the end of
+    its run: ``erased_at + grace + 4 periods``.
+    """
+    return erased_at + grace + _SWEEPS_IN_BOUND * sweep_period
+
+
+def template_erasures(
+    gallery_existed: bool, erased_at: datetime, *, sweep_period: timedelta, grace: timedelta
+) -> tuple[StoreErasure, ...]:
+    """The receipt lines of a person's templates once their tombstone is published."""
+    if not gallery_existed:
+        nothing = "the gallery was never written: no template was stored"
+        return (
+            StoreErasure(STORE_GALLERY_OBJECTS, ErasureState.ERASED, detail=nothing),
+            StoreErasure(STORE_SCANNER_MEMORY, ErasureState.ERASED, detail=nothing),
+        )
+    minutes = int(sweep_period.total_seconds() // 60)
+    grace_s = int(grace.total_seconds())
+    return (
+        StoreErasure(
+            STORE_GALLERY_OBJECTS,
+            ErasureState.PENDING,
+            template_purge_deadline(erased_at, sweep_period=sweep_period, grace=grace),
+            "never matched again from now on; the erasure sweep (every "
+            f"{minutes} min) compacts the gallery's objects and deletes the ones that held the "
+            f"templates, every version, {grace_s} s later (what scanners still reading need)",
+        ),
+        StoreErasure(
+            STORE_SCANNER_MEMORY,
+            ErasureState.PENDING,
+            None,
+            "each running scanner overwrites the templates in its index (memory and spill file) "
+            "at its next scan of this gallery, and drops its copy of the gallery's objects at its "
+            "first scan after the compaction; a scanner that gets no scan keeps them until its "
+            "container stops",
+        ),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ErasureReceipt:
-    """What an erasure removed, and whether a re-read found nothing left (``verified``)."""
+    """What an erasure removed, whether a re-read found nothing left (``verified``), and per store
+    whether the data is gone or until when it is pending (``stores``)."""
 
     participant_id: str
     record_deleted: bool
@@ -545,3 +624,16 @@ class ErasureReceipt:
     stamps_deleted: int
     history_deleted: int
     verified: bool
+    erased_at: datetime | None = None
+    stores: tuple[StoreErasure, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GallerySweep:
+    """What one erasure sweep of the galleries did (see ``GalleryPort.sweep_erasures``)."""
+
+    galleries: int = 0
+    compacted: int = 0
+    purged: int = 0
+    pending: int = 0
+    failed: tuple[str, ...] = ()

@@ -12,9 +12,14 @@ hands the records to the consumer as a Lambda stream event and moves on; a batch
 (the record's sequence number) makes it read again from that record after a pause, as Lambda's
 ``ReportBatchItemFailures`` does.
 
+**Schedules.** It invokes each scheduled consumer with an EventBridge "Scheduled Event" every
+period, the first time one period after it starts (as a ``rate(...)`` rule does); a consumer
+that raises is logged and runs again at the next period.
+
 Consumers are registered by logical queue name (``notifications`` → push_dispatch, ``sightings``
-→ vip_enrich) in :data:`CONSUMERS` and by logical table name (``outbox``) in
-:data:`STREAM_CONSUMERS`, as ``"module:function"`` (the code behind the function's Lambda entry
+→ vip_enrich) in :data:`CONSUMERS`, by logical table name (``outbox``) in
+:data:`STREAM_CONSUMERS` and by schedule name (``gallery_compaction``) in
+:data:`SCHEDULED_CONSUMERS`, as ``"module:function"`` (the code behind the function's Lambda entry
 point, ``lambda_handler``), so the stack imports them only when it starts. A queue with no
 consumer is not polled: its messages stay there.
 """
@@ -28,7 +33,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from eventface import aws
@@ -44,6 +49,10 @@ CONSUMERS: Final[dict[str, str]] = {
 }
 #: Logical table name -> "module:function" of the consumer of its stream.
 STREAM_CONSUMERS: Final[dict[str, str]] = {"outbox": "eventface.consumers.outbox_relay:lambda_handler"}
+#: Schedule name -> "module:function" of its consumer (the period comes from the settings).
+SCHEDULED_CONSUMERS: Final[dict[str, str]] = {
+    "gallery_compaction": "eventface.consumers.gallery_compaction:lambda_handler"
+}
 #: Pause between reads of a stream that had nothing new (Lambda polls a shard about 4 times a second).
 STREAM_IDLE_SECONDS: Final = 0.1
 STREAM_BATCH_SIZE: Final = 100
@@ -131,6 +140,21 @@ def stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, An
     return {"Records": shaped}
 
 
+def scheduled_event(rule: str, at: datetime) -> dict[str, Any]:
+    """The event an EventBridge schedule rule named ``rule`` delivers at ``at``."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": _REGION,
+        "resources": [f"arn:aws:events:{_REGION}:123456789012:rule/{rule}"],
+        "detail": {},
+    }
+
+
 def _failed(response: Any) -> list[str]:
     """The item identifiers of a Powertools partial batch response."""
     return [
@@ -150,6 +174,8 @@ class EventPump:
         Queue URL -> handler (``lambda_handler(event, context)``).
     stream_consumers
         DynamoDB stream ARN -> handler.
+    schedules
+        Schedule name -> (period in seconds, handler).
     sqs_client, streams_client
         Default to ``eventface.aws.client("sqs")`` and ``("dynamodbstreams")``.
     """
@@ -159,11 +185,13 @@ class EventPump:
         consumers: Mapping[str, Handler],
         *,
         stream_consumers: Mapping[str, Handler] | None = None,
+        schedules: Mapping[str, tuple[float, Handler]] | None = None,
         sqs_client: Any | None = None,
         streams_client: Any | None = None,
     ) -> None:
         self._consumers = dict(consumers)
         self._stream_consumers = dict(stream_consumers or {})
+        self._schedules = dict(schedules or {})
         self._client = sqs_client
         self._streams_client = streams_client
         self._stop = threading.Event()
@@ -190,6 +218,10 @@ class EventPump:
             (arn, functools.partial(self.poll_stream_once, arn, handler))
             for arn, handler in self._stream_consumers.items()
         ]
+        sources += [
+            (name, functools.partial(self.run_schedule_once, name, period, handler))
+            for name, (period, handler) in self._schedules.items()
+        ]
         for name, poll in sources:
             thread = threading.Thread(target=self._run, args=(name, poll), name="event-pump", daemon=True)
             thread.start()
@@ -209,6 +241,17 @@ class EventPump:
                 # Like an event source mapping: log, back off, keep polling.
                 logger.exception("event pump: polling %s failed", source)
                 self._stop.wait(WAIT_SECONDS)
+
+    def run_schedule_once(self, name: str, period: float, handler: Handler) -> int:
+        """Wait ``period`` seconds, then invoke ``handler`` with a scheduled event; 1 if it ran
+        (0 when the pump stopped meanwhile). A consumer that raises is logged, as Lambda would."""
+        if self._stop.wait(period):
+            return 0
+        try:
+            handler(scheduled_event(name, datetime.now(UTC)), LambdaContext(name))
+        except Exception:
+            logger.exception("event pump: the scheduled consumer %s failed", name)
+        return 1
 
     def poll_stream_once(self, stream_arn: str, handler: Handler) -> int:
         """Read each shard of ``stream_arn`` once and hand new records to ``handler``; how many.

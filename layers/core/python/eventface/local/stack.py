@@ -15,8 +15,9 @@
    ``chalice local --no-autoreload`` runs: autoreload would restart on every file change) on its own
    loopback port and thread, stage ``local``;
 4. the event pump (:mod:`eventface.local.pump`) for the queues that have a consumer (push_dispatch
-   on notifications, vip_enrich on sightings) and the streams that feed one (the outbox relay,
-   which moves jobs onto their queues);
+   on notifications, vip_enrich on sightings), the streams that feed one (the outbox relay,
+   which moves jobs onto their queues) and the schedules (the gallery erasure sweep,
+   ``gallery_compaction``, every ``EVENTFACE_GALLERY_SWEEP_MINUTES``);
 5. a loopback CRM test server with sample profiles (:mod:`eventface.local.crm_server`; its API key
    in Secrets Manager), SNS platform applications for APNs and FCM on moto, and a push inbox
    directory (the ``inbox`` provider: one file of pushes per recipient).
@@ -50,7 +51,14 @@ from eventface.local.apps import FUNCTIONS_DIR
 from eventface.local.cognito import UserPool, create_user_pool
 from eventface.local.crm_server import SAMPLE_PROFILES, CrmTestServer
 from eventface.local.moto_patches import patch_moto
-from eventface.local.pump import CONSUMERS, STREAM_CONSUMERS, EventPump, Handler, load_handler
+from eventface.local.pump import (
+    CONSUMERS,
+    SCHEDULED_CONSUMERS,
+    STREAM_CONSUMERS,
+    EventPump,
+    Handler,
+    load_handler,
+)
 from mobile_push import create_platform_application
 
 HOST: Final = "127.0.0.1"
@@ -312,6 +320,7 @@ def running_stack(
         pump = EventPump(
             _resolve_consumers(CONSUMERS if consumers is None else consumers, resources.queue_urls, "queue"),
             stream_consumers=_resolve_consumers(STREAM_CONSUMERS, resources.stream_arns, "stream"),
+            schedules=_schedules(),
         )
         pump.start()
         stack.callback(pump.stop)
@@ -332,6 +341,14 @@ def running_stack(
             gallery_bucket=resources.gallery_bucket,
             table_prefix=resources.table_prefix,
         )
+
+
+def _schedules() -> dict[str, tuple[float, Handler]]:
+    """The scheduled consumers with their periods (from the stack's settings)."""
+    from eventface.settings import get_settings
+
+    period = get_settings().gallery_sweep_minutes * 60.0
+    return {name: (period, load_handler(handler)) for name, handler in SCHEDULED_CONSUMERS.items()}
 
 
 def _crm_secret() -> str:

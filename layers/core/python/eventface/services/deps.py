@@ -52,6 +52,10 @@ class Policy:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     #: Faces of a sighting frame that are searched, largest first.
     max_faces_per_frame: int = 5
+    #: Period of the erasure sweep, and how long it keeps replaced gallery objects for readers:
+    #: together they bound how long an erased template stays in storage.
+    gallery_sweep_period: timedelta = timedelta(minutes=5)
+    gallery_retired_grace: timedelta = timedelta(hours=1)
 
     def page_limit(self, limit: int) -> int:
         """``limit`` if it is a page size the listings allow (1 to ``max_page``), else

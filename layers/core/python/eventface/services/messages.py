@@ -57,9 +57,10 @@ def send_campaign_message(
     """Send a message to the participants of a campaign that match ``segment``.
 
     Every participant is read with their progress (one progress read each; see the module's notes
-    on cost), and each match gets one job in its own locale (else English, else the first locale
-    given). Participants without a push endpoint are targeted too: delivery counts them as
-    ``no_endpoint``, so the marketer sees how many could not be reached.
+    on cost), and each match gets one job; the push consumer picks the text in the participant's
+    locale (else English, else the first locale given) when it sends. Participants without a push
+    endpoint are targeted too: delivery counts them as ``no_endpoint``, so the marketer sees how
+    many could not be reached.
 
     Live and ended campaigns can be messaged (thanking completers after the end is a common use);
     drafts cannot.
@@ -130,7 +131,6 @@ def send_campaign_message(
     for participant, progress in _participants_with_progress(deps, campaign):
         if not segment.matches(progress.stamps, progress.completed_at is not None):
             continue
-        job_title, text = message.text_for(participant.locale)
         jobs.append(
             NotificationJob(
                 job_id=message_job_id(tenant_id, campaign_id, message.message_id, participant.participant_id),
@@ -141,11 +141,7 @@ def send_campaign_message(
                 checkpoint_id="",
                 stamps=progress.stamps,
                 required=campaign.stamps_required,
-                text=text,
-                push_endpoint=participant.push_endpoint,
                 created_at=now,
-                locale=participant.locale,
-                title=job_title,
                 message_id=message.message_id,
             )
         )

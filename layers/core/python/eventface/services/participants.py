@@ -7,13 +7,20 @@ from dataclasses import dataclass
 
 from eventface.domain.errors import InvalidInputError, StateConflictError
 from eventface.domain.model import (
+    STORE_HISTORY,
+    STORE_NOTIFICATION_JOBS,
+    STORE_RECORD,
+    STORE_STAMPS,
     CampaignStatus,
     Consent,
     ErasureReceipt,
+    ErasureState,
     Page,
     Participant,
     Progress,
+    StoreErasure,
     check_nickname,
+    template_erasures,
 )
 from eventface.domain.vip import LOCALES, check_push_endpoint
 from eventface.services.deps import Deps
@@ -105,28 +112,59 @@ def erase_participant(deps: Deps, tenant_id: str, campaign_id: str, participant_
     Idempotent: erasing an already erased participant removes nothing and still verifies. The
     record goes last, so that a failure half-way leaves something to find and erase again.
 
+    The receipt says, per store, what is gone now and what is still pending until when: the
+    person is never matched again from now on, but the bytes of their templates leave the
+    gallery's stored objects only with the next sweeps (``policy.gallery_sweep_period``) and
+    the readers' grace period (``policy.gallery_retired_grace``).
+
     Raises
     ------
     NotFoundError
         The campaign does not exist.
     """
     campaign = deps.campaigns.get(tenant_id, campaign_id)
+    erased_at = deps.clock.now()
     existed = deps.participants.find(tenant_id, campaign_id, participant_id) is not None
     templates_deleted = deps.gallery.delete_participant(campaign.gallery_id, participant_id)
     stamps_deleted = deps.stamps.delete_participant(tenant_id, campaign_id, participant_id)
     history_deleted = deps.history.delete_participant(tenant_id, campaign_id, participant_id)
     record_deleted = deps.participants.delete(tenant_id, campaign_id, participant_id)
-    verified = (
-        deps.participants.find(tenant_id, campaign_id, participant_id) is None
-        and not deps.stamps.stamps(tenant_id, campaign_id, participant_id)
+    record_gone = deps.participants.find(tenant_id, campaign_id, participant_id) is None
+    stamps_gone = (
+        not deps.stamps.stamps(tenant_id, campaign_id, participant_id)
         and deps.stamps.progress(tenant_id, campaign_id, participant_id).stamps == 0
-        and not deps.history.for_participant(tenant_id, campaign_id, participant_id)
     )
+    history_gone = not deps.history.for_participant(tenant_id, campaign_id, participant_id)
     return ErasureReceipt(
         participant_id=participant_id,
         record_deleted=record_deleted or existed,
         templates_deleted=templates_deleted,
         stamps_deleted=stamps_deleted,
         history_deleted=history_deleted,
-        verified=verified,
+        verified=record_gone and stamps_gone and history_gone,
+        erased_at=erased_at,
+        stores=(
+            _checked(STORE_RECORD, record_gone),
+            _checked(STORE_STAMPS, stamps_gone),
+            _checked(STORE_HISTORY, history_gone),
+            *template_erasures(
+                templates_deleted,
+                erased_at,
+                sweep_period=deps.policy.gallery_sweep_period,
+                grace=deps.policy.gallery_retired_grace,
+            ),
+            StoreErasure(
+                STORE_NOTIFICATION_JOBS,
+                ErasureState.ERASED,
+                detail="queued push jobs hold ids only (no nickname, text or push endpoint); "
+                "a job of an erased participant is dropped unsent",
+            ),
+        ),
     )
+
+
+def _checked(store: str, gone: bool) -> StoreErasure:
+    """A store that the erasure deleted from and then re-read."""
+    if gone:
+        return StoreErasure(store, ErasureState.ERASED)
+    return StoreErasure(store, ErasureState.PENDING, detail="still found on re-reading it: erase again")

@@ -271,16 +271,7 @@ def _jobs(
             checkpoint_id=stamp.checkpoint_id,
             stamps=outcome.progress.stamps,
             required=campaign.stamps_required,
-            text=campaign.texts.render(
-                kind,
-                nickname=participant.nickname,
-                stamps=outcome.progress.stamps,
-                required=campaign.stamps_required,
-                reward=campaign.reward_text,
-            ),
-            push_endpoint=participant.push_endpoint,
             created_at=stamp.at,
-            locale=participant.locale,
         )
         for kind in kinds
     )

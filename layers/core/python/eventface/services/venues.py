@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from eventface.domain.errors import InvalidInputError
-from eventface.domain.model import Page
+from eventface.domain.model import (
+    STORE_ALERTS,
+    STORE_NOTIFICATION_JOBS,
+    STORE_RECORD,
+    ErasureState,
+    Page,
+    StoreErasure,
+    template_erasures,
+)
 from eventface.domain.vip import (
     DEFAULT_DEDUPE_MINUTES,
     CrmConfig,
@@ -141,22 +150,47 @@ def list_members(
 
 @dataclass(frozen=True, slots=True)
 class MemberErasure:
-    """What erasing a VIP member removed (idempotent: a second erasure removes nothing)."""
+    """What erasing a VIP member removed (idempotent: a second erasure removes nothing), and per
+    store whether the data is gone or until when it is pending (``stores``)."""
 
     member_id: str
     record_deleted: bool
     templates_deleted: bool
     alerts_deleted: int
+    erased_at: datetime | None = None
+    stores: tuple[StoreErasure, ...] = ()
 
 
 def erase_member(deps: Deps, tenant_id: str, venue_id: str, member_id: str) -> MemberErasure:
     """Erase a member completely: templates, the alerts that name them (with their profile
-    copies), the record. NotFoundError for an unknown venue."""
+    copies), the record. NotFoundError for an unknown venue. The receipt says what is gone and
+    until when the templates' bytes stay in storage (see ``erase_participant``)."""
     venue = deps.venues.get(tenant_id, venue_id)
+    erased_at = deps.clock.now()
     templates_deleted = deps.gallery.delete_participant(venue.gallery_id, member_id)
     alerts_deleted = deps.alerts.delete_member(tenant_id, venue_id, member_id)
     record_deleted = deps.vip_members.delete(tenant_id, venue_id, member_id)
-    return MemberErasure(member_id, record_deleted, templates_deleted, alerts_deleted)
+    record_gone = deps.vip_members.find(tenant_id, venue_id, member_id) is None
+    stores = (
+        StoreErasure(STORE_RECORD, ErasureState.ERASED)
+        if record_gone
+        else StoreErasure(
+            STORE_RECORD, ErasureState.PENDING, detail="still found on re-reading it: erase again"
+        ),
+        StoreErasure(STORE_ALERTS, ErasureState.ERASED, detail="with the CRM profile copies they held"),
+        *template_erasures(
+            templates_deleted,
+            erased_at,
+            sweep_period=deps.policy.gallery_sweep_period,
+            grace=deps.policy.gallery_retired_grace,
+        ),
+        StoreErasure(
+            STORE_NOTIFICATION_JOBS,
+            ErasureState.ERASED,
+            detail="queued alert jobs hold ids only; the alerts they name are deleted",
+        ),
+    )
+    return MemberErasure(member_id, record_deleted, templates_deleted, alerts_deleted, erased_at, stores)
 
 
 # -- staff devices ------------------------------------------------------------------------------
