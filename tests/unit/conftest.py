@@ -57,6 +57,7 @@ class World:
     staff_devices: Any
     alerts: Any
     messages: Any
+    cursors: Any
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ SNS_APNS_APPLICATION_ARN: Final = "EVENTFACE_SNS_APNS_APPLICATION_ARN"
 SNS_FCM_APPLICATION_ARN: Final = "EVENTFACE_SNS_FCM_APPLICATION_ARN"
 PUSH_WEBHOOK_SECRET_ID: Final = "EVENTFACE_PUSH_WEBHOOK_SECRET_ID"
 IDEMPOTENCY_TTL_HOURS: Final = "EVENTFACE_IDEMPOTENCY_TTL_HOURS"
+CURSOR_SECRET_ID: Final = "EVENTFACE_CURSOR_SECRET_ID"
 
 
 class SettingsError(RuntimeError):
@@ -234,6 +235,12 @@ class Settings:
         """How long a consumer remembers a job it handled (24 h: far beyond SQS redelivery)."""
         raw = self._optional(IDEMPOTENCY_TTL_HOURS) or "24"
         return _parse(IDEMPOTENCY_TTL_HOURS, raw, int, lambda v: 1 <= v <= 24 * 14, "1-336 hours")
+
+    @property
+    def cursor_secret_id(self) -> str:
+        """Secrets Manager secret (at least 16 bytes) that keys the signature of pagination cursors:
+        a cursor is valid only for the tenant, listing and filters it was issued for."""
+        return self._required(CURSOR_SECRET_ID)
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
