@@ -549,8 +549,9 @@ def subscribe_staff_device(venue_id: str) -> Response:
 @handled(ADMIN_ERRORS)
 @guard.route(Authority.VENUE_STAFF, "staff_devices.list")
 def list_staff_devices(venue_id: str) -> Response:
-    svc, tenant, _ = _call()
-    devices = venue_service.list_staff_devices(svc.deps, tenant, venue_id)
+    svc, tenant, request = _call()
+    _, cursor = parse.page_args(request.query_params)
+    devices = venue_service.list_staff_devices(svc.deps, tenant, venue_id, cursor)
     return json_response({"items": [encoding.staff_device(d) for d in devices], "cursor": None})
 
 

@@ -6,6 +6,8 @@ checkpoints, a repeat, a stranger) and each test checks one thing it must have p
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,6 +150,25 @@ def test_local_stack_users_sign_in_with_cognito_and_hold_one_authority_each(stac
     assert (me["tenant_id"], me["kind"], me["authorities"]) == (stack.tenant_id, "user", ["history"])
     assert refused.status == 403 and "api_keys" in refused.body["Message"]
     assert any(e["outcome"] == "denied" and e["actor"] == f"user:{me['id']}" for e in audit["items"])
+
+
+def test_local_stack_refuses_cursors_it_did_not_issue_for_the_listing(stack: LocalStack) -> None:
+    # given: a forged cursor (base64 JSON of a DynamoDB key: 503 before) and a real one of the audit log
+    admin = _user(stack, "owner")
+    forged = base64.urlsafe_b64encode(json.dumps({"tenant_id": {"S": "other"}, "sk": {"S": "x"}}).encode())
+    issued = expect(admin.call("GET", "/v1/audit?limit=1"), 200, what="audit")["cursor"]
+    # when
+    answers = [
+        admin.call("GET", f"/v1/audit?limit=1&cursor={forged.decode()}"),
+        admin.call("GET", f"/v1/campaigns?limit=1&cursor={issued}"),
+        admin.call("GET", f"/v1/audit?limit=1&actor=nobody&cursor={issued}"),
+    ]
+    pages_on = admin.call("GET", f"/v1/audit?limit=1&cursor={issued}")
+    # then
+    assert [(a.status, a.body["Message"]) for a in answers] == [
+        (400, "this cursor was not issued for this listing: start again without cursor")
+    ] * 3
+    assert pages_on.status == 200 and len(pages_on.body["items"]) == 1
 
 
 def test_local_stack_management_key_registers_people_and_nothing_else(stack: LocalStack) -> None:

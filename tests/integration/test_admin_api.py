@@ -18,6 +18,7 @@ from chalice.test import Client
 
 from eventface import bootstrap as bootstrap_module
 from eventface.adapters.memory import (
+    TEST_CURSOR_KEY,
     FixedClock,
     InMemoryFaceAnalyzer,
     InMemoryGallery,
@@ -28,6 +29,7 @@ from eventface.adapters.memory_access import StaticClaims, StaticTokenVerifier
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
 from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Authority, Membership, secret_hash
+from eventface.domain.cursors import CursorSeal
 from eventface.domain.errors import DependencyError, QualityReason
 from eventface.local.apps import ADMIN_PROJECT, EDGE_PROJECT, REPO_ROOT, load_app
 from eventface.settings import Settings
@@ -841,6 +843,7 @@ def dynamo_services(table_prefix: str) -> Services:
         gallery=InMemoryGallery(model_id=MODEL),
         faces=InMemoryFaceAnalyzer(model_id=MODEL, faces={FACE: BOB}),
         clock=FixedClock(NOW),
+        cursors=CursorSeal(TEST_CURSOR_KEY),
     )
 
 

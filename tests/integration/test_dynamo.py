@@ -29,11 +29,18 @@ from eventface.adapters.dynamo_repositories import (
     DynamoStampBook,
     DynamoTables,
 )
-from eventface.adapters.memory import FixedClock, InMemoryFaceAnalyzer, InMemoryGallery, unit_vector
+from eventface.adapters.memory import (
+    TEST_CURSOR_KEY,
+    FixedClock,
+    InMemoryFaceAnalyzer,
+    InMemoryGallery,
+    unit_vector,
+)
 from eventface.adapters.sqs_queue import SqsSender
 from eventface.bootstrap import Services, bootstrap
 from eventface.consumers.outbox_relay import relay
 from eventface.domain.access import secret_hash
+from eventface.domain.cursors import CursorSeal
 from eventface.domain.errors import (
     AlreadyExistsError,
     InvalidInputError,
@@ -364,7 +371,12 @@ def services(tables, queue_url) -> tuple[Services, InMemoryFaceAnalyzer, FixedCl
         {"EVENTFACE_TABLE_PREFIX": tables.prefix, "EVENTFACE_NOTIFICATION_QUEUE_URL": queue_url}
     )
     wired = bootstrap(
-        settings, faces=faces, gallery=InMemoryGallery(threshold=0.9), clock=clock, policy=Policy()
+        settings,
+        faces=faces,
+        gallery=InMemoryGallery(threshold=0.9),
+        clock=clock,
+        policy=Policy(),
+        cursors=CursorSeal(TEST_CURSOR_KEY),
     )
     return wired, faces, clock
 

@@ -59,6 +59,7 @@ class World:
     messages: Any
     memberships: Any
     users: Any
+    cursors: Any
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from eventface.adapters.memory import FixedClock
+from eventface.adapters.memory import TEST_CURSOR_KEY, FixedClock
 from eventface.adapters.memory_access import InMemoryApiKeyRepository, InMemoryAuditLog
 from eventface.domain.access import (
     ALL_AUTHORITIES,
@@ -21,6 +21,7 @@ from eventface.domain.access import (
     Principal,
     PrincipalKind,
 )
+from eventface.domain.cursors import CursorSeal
 from eventface.domain.errors import (
     AlreadyExistsError,
     DependencyError,
@@ -42,6 +43,7 @@ from eventface.services.api_keys import (
 NOW = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 RETENTION = timedelta(days=400)
+CURSORS = CursorSeal(TEST_CURSOR_KEY)
 #: A user of tenant acme holding every authority.
 ADMIN = Principal("acme", PrincipalKind.USER, "alice", frozenset(ALL_AUTHORITIES))
 
@@ -302,8 +304,8 @@ def test_list_api_keys_pages_through_the_callers_tenant_only(keys, make_principa
     made = sorted(make_key(f"key {i}")[0].key_id for i in range(3))
     make_key(principal=make_principal(tenant_id="globex"))
     # when
-    first = list_api_keys(keys, admin, limit=2)
-    second = list_api_keys(keys, admin, limit=2, cursor=first.cursor)
+    first = list_api_keys(keys, admin, limit=2, cursors=CURSORS)
+    second = list_api_keys(keys, admin, limit=2, cursor=first.cursor, cursors=CURSORS)
     # then
     assert [k.key_id for k in first.items + second.items] == made
     assert second.cursor is None
@@ -312,14 +314,14 @@ def test_list_api_keys_pages_through_the_callers_tenant_only(keys, make_principa
 def test_list_api_keys_needs_the_api_keys_authority(keys, make_principal):
     # when / then
     with pytest.raises(ForbiddenError, match="'api_keys' authority"):
-        list_api_keys(keys, make_principal(Authority.HISTORY))
+        list_api_keys(keys, make_principal(Authority.HISTORY), cursors=CURSORS)
 
 
 @pytest.mark.parametrize("limit", [0, 101], ids=["zero", "too-many"])
 def test_list_api_keys_refuses_a_bad_limit(keys, admin, limit):
     # when / then
     with pytest.raises(InvalidInputError, match="limit"):
-        list_api_keys(keys, admin, limit=limit)
+        list_api_keys(keys, admin, limit=limit, cursors=CURSORS)
 
 
 def test_revoke_api_key_is_immediate_and_idempotent(keys, clock, admin, make_key):
@@ -398,7 +400,7 @@ def test_record_audit_appends_an_entry_that_expires_after_the_retention(audit, a
         "needs api_keys", NOW + RETENTION,
     )  # fmt: skip
     assert len(entry.entry_id) == 32
-    assert read_audit(audit, admin).items == (entry,)
+    assert read_audit(audit, admin, cursors=CURSORS).items == (entry,)
 
 
 def test_record_audit_gives_each_entry_its_own_id(record):
@@ -414,7 +416,7 @@ def test_read_audit_needs_the_tenant_admin_authority(audit, make_principal, reco
     caller = make_principal(*(a for a in ALL_AUTHORITIES if a is not Authority.TENANT_ADMIN))
     # when / then
     with pytest.raises(ForbiddenError, match="'tenant_admin' authority"):
-        read_audit(audit, caller)
+        read_audit(audit, caller, cursors=CURSORS)
 
 
 def test_read_audit_reads_only_the_callers_tenant(audit, make_principal, record):
@@ -423,7 +425,7 @@ def test_read_audit_reads_only_the_callers_tenant(audit, make_principal, record)
     record(tenant_id="globex")
     record(tenant_id="-", actor="anonymous", outcome=AuditOutcome.UNAUTHENTICATED)
     # when
-    page = read_audit(audit, make_principal(Authority.TENANT_ADMIN))
+    page = read_audit(audit, make_principal(Authority.TENANT_ADMIN), cursors=CURSORS)
     # then
     assert page.items == (ours,)
 
@@ -435,9 +437,9 @@ def test_read_audit_lists_newest_first_page_by_page(audit, clock, admin, record)
         made.append(record())
         clock.advance(1)
     # when
-    pages = [read_audit(audit, admin, limit=2)]
+    pages = [read_audit(audit, admin, limit=2, cursors=CURSORS)]
     while pages[-1].cursor is not None:
-        pages.append(read_audit(audit, admin, limit=2, cursor=pages[-1].cursor))
+        pages.append(read_audit(audit, admin, limit=2, cursor=pages[-1].cursor, cursors=CURSORS))
     # then
     assert [e for p in pages for e in p.items] == made[::-1]
     assert [len(p.items) for p in pages] == [2, 2, 1]
@@ -450,7 +452,7 @@ def test_read_audit_range_includes_since_and_excludes_until(audit, clock, admin,
         made.append(record())
         clock.advance(60)
     # when
-    page = read_audit(audit, admin, since=made[1].at, until=made[3].at)
+    page = read_audit(audit, admin, since=made[1].at, until=made[3].at, cursors=CURSORS)
     # then
     assert page.items == (made[2], made[1])
 
@@ -476,7 +478,7 @@ def test_read_audit_filters_by_actor_and_action(audit, clock, record, query, exp
         made.append(record(what, who))
         clock.advance(1)
     # when
-    page = read_audit(audit, ADMIN, **query)
+    page = read_audit(audit, ADMIN, **query, cursors=CURSORS)
     # then
     assert list(page.items) == [made[i] for i in reversed(expected)]
 
@@ -498,7 +500,7 @@ def test_read_audit_refuses_bad_queries(audit, admin, record, window):
     record()
     # when / then
     with pytest.raises(InvalidInputError):
-        read_audit(audit, admin, **window)
+        read_audit(audit, admin, **window, cursors=CURSORS)
 
 
 def test_in_memory_audit_log_never_overwrites_an_entry(audit, admin, record):
@@ -507,7 +509,7 @@ def test_in_memory_audit_log_never_overwrites_an_entry(audit, admin, record):
     # when / then
     with pytest.raises(AlreadyExistsError, match="never overwritten"):
         audit.append(dataclasses.replace(entry, detail="forged"))
-    assert read_audit(audit, admin).items == (entry,)
+    assert read_audit(audit, admin, cursors=CURSORS).items == (entry,)
 
 
 def test_audit_log_is_append_only():

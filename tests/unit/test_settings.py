@@ -25,6 +25,7 @@ def test_settings_reads_values_and_defaults():
         ("gallery_bucket", "EVENTFACE_GALLERY_BUCKET"),
         ("notification_queue_url", "EVENTFACE_NOTIFICATION_QUEUE_URL"),
         ("user_pool_id", "EVENTFACE_USER_POOL_ID"),
+        ("cursor_secret_id", "EVENTFACE_CURSOR_SECRET_ID"),
     ],
 )
 def test_settings_missing_variable_fails_at_first_use_with_its_name(attribute, variable):

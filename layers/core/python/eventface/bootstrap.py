@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
 from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority, Membership, Principal
+from eventface.domain.cursors import MIN_KEY_BYTES, CursorSeal
 from eventface.domain.model import (
     Campaign,
     Checkpoint,
@@ -100,6 +101,7 @@ PORTS: Final = (
     "faces",
     "clock",
     "policy",
+    "cursors",
 )
 
 
@@ -351,6 +353,15 @@ class Container:
         return self._get("clock", SystemClock)
 
     @property
+    def cursors(self) -> CursorSeal:
+        return self._get("cursors", self._make_cursors)
+
+    def _make_cursors(self) -> CursorSeal:
+        from eventface.adapters.platform_secrets import read_secret_bytes
+
+        return CursorSeal(read_secret_bytes(self.settings.cursor_secret_id, min_bytes=MIN_KEY_BYTES))
+
+    @property
     def policy(self) -> Policy:
         return self._get(
             "policy",
@@ -522,7 +533,9 @@ class Services:
         )
 
     def list_api_keys(self, principal: Principal, limit: int = 50, cursor: str | None = None) -> Page[ApiKey]:
-        return api_key_service.list_api_keys(self.deps.api_keys, principal, limit, cursor)
+        return api_key_service.list_api_keys(
+            self.deps.api_keys, principal, limit, cursor, cursors=self.deps.cursors
+        )
 
     def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
         return api_key_service.revoke_api_key(self.deps.api_keys, self.deps.clock, principal, key_id)
@@ -547,6 +560,7 @@ class Services:
             action=action,
             limit=limit,
             cursor=cursor,
+            cursors=self.deps.cursors,
         )
 
     # -- history -----------------------------------------------------------------------------
@@ -571,7 +585,7 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Services:
         Defaults to the process settings (environment snapshot).
     **overrides
         Port name (``campaigns``, ``participants``, ``stamps``, ``history``, ``devices``,
-        ``gallery``, ``ledger``, ``faces``, ``clock``, ``policy``) → adapter.
+        ``gallery``, ``ledger``, ``faces``, ``clock``, ``policy``, ``cursors``...) → adapter.
     """
     return Services(Container(settings or get_settings(), overrides))
 

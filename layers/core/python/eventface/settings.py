@@ -48,6 +48,7 @@ MEMBERSHIP_CACHE_SECONDS: Final = "EVENTFACE_MEMBERSHIP_CACHE_SECONDS"
 USER_POOL_ID: Final = "EVENTFACE_USER_POOL_ID"
 GALLERY_SWEEP_MINUTES: Final = "EVENTFACE_GALLERY_SWEEP_MINUTES"
 GALLERY_RETIRED_GRACE_SECONDS: Final = "EVENTFACE_GALLERY_RETIRED_GRACE_SECONDS"
+CURSOR_SECRET_ID: Final = "EVENTFACE_CURSOR_SECRET_ID"
 
 
 class SettingsError(RuntimeError):
@@ -264,6 +265,12 @@ class Settings:
         (3600 s) before the sweep deletes them."""
         raw = self._optional(GALLERY_RETIRED_GRACE_SECONDS) or "3600"
         return _parse(GALLERY_RETIRED_GRACE_SECONDS, raw, int, lambda v: 60 <= v <= 86400, "60-86400 seconds")
+
+    @property
+    def cursor_secret_id(self) -> str:
+        """Secrets Manager secret (at least 16 bytes) that keys the signature of pagination cursors:
+        a cursor is valid only for the tenant, listing and filters it was issued for."""
+        return self._required(CURSOR_SECRET_ID)
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

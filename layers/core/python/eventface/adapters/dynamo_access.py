@@ -23,8 +23,10 @@ from eventface.adapters.dynamo_repositories import (
     _time_key,
     _translate,
     audit_item,
+    bounded_query,
     decode_cursor,
     encode_cursor,
+    examine_budget,
 )
 from eventface.domain.access import ApiKey, AuditEntry, AuditOutcome, Authority
 from eventface.domain.errors import AlreadyExistsError, InvalidInputError, NotFoundError
@@ -208,7 +210,8 @@ class DynamoAuditLog:
         """The tenant's entries, newest first; ``since`` inclusive, ``until`` exclusive.
 
         The time range is a key condition (only the range is read); ``actor`` and ``action`` are
-        filter conditions, and pynamodb keeps querying until the page is full or the range ends.
+        filter conditions: DynamoDB examines at most :func:`examine_budget` entries for them, so
+        a filtered page may be short, even empty, and still have a cursor to go on.
         """
         if since is not None and until is not None and since > until:
             raise InvalidInputError("since must not be after until: swap them or widen the range")
@@ -229,16 +232,17 @@ class DynamoAuditLog:
             for attribute, value in ((AuditItem.actor, actor), (AuditItem.action, action))
             if value is not None
         ]
+        budget = examine_budget(limit) if filters else limit
         try:
             result = AuditItem.query(
                 tenant_id,
                 range_key_condition=range_condition,
                 filter_condition=functools.reduce(operator.and_, filters) if filters else None,
                 scan_index_forward=False,
-                limit=limit,
+                page_size=budget,
                 last_evaluated_key=decode_cursor(cursor),
             )
-            items = tuple(_entry_from_item(i) for i in result)
+            found, position = bounded_query(AuditItem, result, limit=limit, budget=budget)
         except PynamoDBException as exc:
             raise _translate(exc, "reading the audit log") from exc
-        return Page(items, encode_cursor(result.last_evaluated_key))
+        return Page(tuple(_entry_from_item(i) for i in found), encode_cursor(position))

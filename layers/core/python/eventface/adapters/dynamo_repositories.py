@@ -18,11 +18,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.models import Model
+from pynamodb.pagination import ResultIterator
 from pynamodb.transactions import TransactWrite
 
 from eventface.adapters.dynamo_models import (
@@ -69,7 +71,13 @@ from eventface.domain.model import (
     Stamp,
 )
 
+_M = TypeVar("_M", bound=Model)
+
 CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+#: A filtered listing has DynamoDB examine at most this many items per item of the page asked
+#: for, and at least MIN_EXAMINED (so that a small page of a sparse filter still moves on).
+EXAMINED_PER_PAGE_ITEM: Final = 4
+MIN_EXAMINED: Final = 100
 _PROGRESS: Final = "progress"
 _STAMP: Final = "stamp#"
 #: A cooldown lock's item outlives its ``until`` by this much before TTL may delete it.
@@ -134,6 +142,42 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidInputError("cursor is not valid: pass the cursor of the previous page unchanged")
     return value
+
+
+def examine_budget(limit: int) -> int:
+    """How many items one request of a filtered listing may have DynamoDB examine."""
+    return max(EXAMINED_PER_PAGE_ITEM * limit, MIN_EXAMINED)
+
+
+def bounded_query(
+    model: type[_M], result: ResultIterator[_M], *, limit: int, budget: int
+) -> tuple[tuple[_M, ...], dict[str, Any] | None]:
+    """Up to ``limit`` items of a query made with ``page_size=budget`` (and no ``limit``), having
+    DynamoDB examine at most ``budget`` items in all; and the position to go on from (None: the
+    end was reached).
+
+    With a filter condition DynamoDB reads items it does not return, and pynamodb's own ``limit``
+    keeps querying until that many items matched: a filter that matches nothing would read the
+    whole partition in one request. Here reading stops after ``budget`` items, so a page may be
+    short, even empty, and still have a position to go on from.
+    """
+    pages = result.page_iter
+    found: list[_M] = []
+    examined = 0
+    for page in pages:
+        examined += int(page.get("ScannedCount", 0))
+        raw_items = page.get("Items", [])
+        for index, raw in enumerate(raw_items):
+            found.append(model.from_raw_data(raw))
+            if len(found) == limit:
+                if index + 1 < len(raw_items):
+                    # Full inside DynamoDB's page: go on right after the last item returned.
+                    return tuple(found), {name: raw[name] for name in pages.key_names}
+                return tuple(found), pages.last_evaluated_key
+        if pages.last_evaluated_key is None or examined >= budget:
+            return tuple(found), pages.last_evaluated_key
+        pages.page_size = budget - examined  # DynamoDB stopped at 1 MB: examine only the rest
+    return tuple(found), None
 
 
 class DynamoTables:
@@ -544,20 +588,22 @@ class DynamoHistoryLog:
             )
             if value is not None
         ]
+        budget = examine_budget(limit) if filters else limit
         try:
             result = HistoryItem.query(
                 _join(tenant_id, campaign_id),
                 range_key_condition=range_condition,
                 filter_condition=functools.reduce(operator.and_, filters) if filters else None,
                 scan_index_forward=False,
-                limit=limit,
+                page_size=budget,
                 last_evaluated_key=decode_cursor(cursor),
             )
-            events = (_event_from_item(i) for i in result)
+            found, position = bounded_query(HistoryItem, result, limit=limit, budget=budget)
+            events = (_event_from_item(i) for i in found)
             items = tuple(e for e in events if wanted.matches(e))
         except PynamoDBException as exc:
             raise _translate(exc, "reading the history") from exc
-        return Page(items, encode_cursor(result.last_evaluated_key))
+        return Page(items, encode_cursor(position))
 
     def _list_for_participant(
         self,

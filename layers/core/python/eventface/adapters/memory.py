@@ -11,9 +11,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from eventface.domain.access import AuditEntry
+from eventface.domain.cursors import CursorSeal
 from eventface.domain.errors import (
     AlreadyExistsError,
     FaceNotFoundError,
@@ -45,6 +46,8 @@ from eventface.domain.model import (
 )
 
 T = TypeVar("T")
+#: The cursor key of in-memory wiring (tests, demos): a fixed value, so never for production.
+TEST_CURSOR_KEY: Final = b"in-memory cursor key (tests only)"
 
 
 def _page(items: Sequence[T], limit: int, cursor: str | None) -> Page[T]:
@@ -460,6 +463,7 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     ports.setdefault("staff_devices", memory_vip.InMemoryStaffDeviceRepository())
     ports.setdefault("alerts", memory_vip.InMemoryAlertStore(audit))
     ports.setdefault("messages", memory_vip.InMemoryMessageStore())
+    ports.setdefault("cursors", CursorSeal(TEST_CURSOR_KEY))
     return ports
 
 

@@ -44,7 +44,15 @@ def _path_param(name: str) -> dict[str, Any]:
 
 _PAGE_PARAMS: Final = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "The cursor of the previous page of this very listing (same path and filters), "
+        "unchanged. A cursor is opaque and bound to the tenant, the listing and its filters: any other "
+        "(forged, changed, cut short, another tenant's or listing's) is refused with 400; start again "
+        "without cursor.",
+        "schema": {"type": "string", "maxLength": 2048},
+    },
 ]
 
 _ERROR: Final = {
@@ -320,6 +328,8 @@ def _op(
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"operationId": op_id, "summary": summary}
     parameters = [_path_param(p) for p in params] + (list(_PAGE_PARAMS) if paged else [])
+    if paged and 400 not in errors:
+        errors = (400, *errors)  # a limit out of range, a cursor not issued for the listing
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
@@ -331,7 +341,15 @@ def _op(
 def _page_of(name: str) -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {"items": {"type": "array", "items": _ref(name)}, "cursor": _NULLABLE_STRING},
+        "properties": {
+            "items": {"type": "array", "items": _ref(name)},
+            "cursor": {
+                **_NULLABLE_STRING,
+                "description": "Pass it back as cursor for the next page; null at the end. A page may "
+                "hold fewer items than limit, even none, and still have a cursor: a filtered listing "
+                "reads a bounded number of records per request, so follow the cursor until it is null.",
+            },
+        },
     }
 
 
@@ -736,10 +754,10 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
             ),
             "get": _op(
                 "listStaffDevices",
-                "The venue's subscribed staff devices",
+                "The venue's subscribed staff devices (all of them: cursor is always null)",
                 "All of them",
                 _page_of("StaffDevice"),
-                (404,),
+                (400, 404),
                 params=_V,
             ),
         },

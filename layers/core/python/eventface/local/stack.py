@@ -72,6 +72,8 @@ TABLE_PREFIX: Final = "eventface-local"
 #: The loopback CRM's API key, kept in the local Secrets Manager like a venue's real one.
 CRM_AUTH_VALUE: Final = "Bearer local-crm-key"
 CRM_SECRET_NAME: Final = "eventface-local/crm-api-key"
+#: The platform secret that signs pagination cursors (a fresh random value per stack).
+CURSOR_SECRET_NAME: Final = "eventface-local/cursor-key"
 #: The repository root (layers/core/python/eventface/local/stack.py -> five levels up).
 EDGE_APP: Final = "edge_api"
 ADMIN_APP: Final = "admin_api"
@@ -304,6 +306,7 @@ def running_stack(
             "EVENTFACE_OIDC_ISSUER": pool.issuer,
             "EVENTFACE_OIDC_CLIENT_ID": pool.client_id,
             "EVENTFACE_USER_POOL_ID": pool.pool_id,
+            "EVENTFACE_CURSOR_SECRET_ID": _cursor_secret(),
         }
         os.environ.update(environment)
         servers = {
@@ -359,6 +362,18 @@ def _crm_secret() -> str:
     except secrets_manager.exceptions.ResourceExistsException:
         secrets_manager.put_secret_value(SecretId=CRM_SECRET_NAME, SecretString=CRM_AUTH_VALUE)
         return str(secrets_manager.describe_secret(SecretId=CRM_SECRET_NAME)["ARN"])
+
+
+def _cursor_secret() -> str:
+    """The ARN of the cursor-signing secret, with a new random value (cursors of an earlier
+    stack of this process are then refused, as after a key rotation)."""
+    secrets_manager = aws.client("secretsmanager")
+    value = secrets.token_urlsafe(32)
+    try:
+        return str(secrets_manager.create_secret(Name=CURSOR_SECRET_NAME, SecretString=value)["ARN"])
+    except secrets_manager.exceptions.ResourceExistsException:
+        secrets_manager.put_secret_value(SecretId=CURSOR_SECRET_NAME, SecretString=value)
+        return str(secrets_manager.describe_secret(SecretId=CURSOR_SECRET_NAME)["ARN"])
 
 
 def _demo_users(pool: UserPool) -> dict[str, str]:

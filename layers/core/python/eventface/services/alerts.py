@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from eventface.domain.cursors import Listing
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import MAX_TEXT, Page
 from eventface.domain.vip import (
@@ -307,8 +308,10 @@ def list_alerts(
     deps.policy.page_limit(limit)
     if since is not None and since.tzinfo is None:
         raise InvalidInputError("since must include a timezone (e.g. 2026-05-01T09:00:00+00:00)")
+    listing = Listing(tenant_id, "alerts", venue_id, {"since": since})
+    position = deps.cursors.open(listing, cursor)
     deps.venues.get(tenant_id, venue_id)
-    return deps.alerts.list(tenant_id, venue_id, limit, cursor, since=since)
+    return deps.cursors.seal(listing, deps.alerts.list(tenant_id, venue_id, limit, position, since=since))
 
 
 def get_alert(deps: Deps, tenant_id: str, venue_id: str, alert_id: str) -> VipAlert:

@@ -26,6 +26,7 @@ from eventface.domain.access import (
     PrincipalKind,
     secret_hash,
 )
+from eventface.domain.cursors import CursorSeal, Listing
 from eventface.domain.errors import (
     EventfaceError,
     ForbiddenError,
@@ -168,12 +169,19 @@ def authenticate_api_key(keys: ApiKeyRepository, clock: Clock, secret: str | Non
 
 
 def list_api_keys(
-    keys: ApiKeyRepository, principal: Principal, limit: int = 50, cursor: str | None = None
+    keys: ApiKeyRepository,
+    principal: Principal,
+    limit: int = 50,
+    cursor: str | None = None,
+    *,
+    cursors: CursorSeal,
 ) -> Page[ApiKey]:
-    """The principal's tenant's keys by id (revoked and expired included); needs ``api_keys``."""
+    """The principal's tenant's keys by id (revoked and expired included); needs ``api_keys``.
+    ``cursor`` must be one ``cursors`` issued for this listing, else InvalidInputError."""
     _require(principal, Authority.API_KEYS)
     _check_limit(limit)
-    return keys.list(principal.tenant_id, limit, cursor)
+    listing = Listing(principal.tenant_id, "api_keys")
+    return cursors.page(listing, cursor, lambda at: keys.list(principal.tenant_id, limit, at))
 
 
 def revoke_api_key(keys: ApiKeyRepository, clock: Clock, principal: Principal, key_id: str) -> ApiKey:
@@ -227,18 +235,23 @@ def read_audit(
     action: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    cursors: CursorSeal,
 ) -> Page[AuditEntry]:
     """One page of the principal's tenant's audit log, newest first; needs ``tenant_admin``.
 
     ``since`` is inclusive and ``until`` exclusive (both timezone-aware); ``actor`` (e.g.
-    ``api_key:<id>``) and ``action`` (e.g. ``campaigns.create``) match exactly.
+    ``api_key:<id>``) and ``action`` (e.g. ``campaigns.create``) match exactly. A filtered page
+    may hold fewer than ``limit`` entries (even none) and still have a cursor: the store reads a
+    bounded number of entries per request. ``cursor`` must be one ``cursors`` issued for this
+    tenant and these filters.
 
     Raises
     ------
     ForbiddenError
         The principal lacks ``tenant_admin``.
     InvalidInputError
-        A bad limit or cursor, a naive time, or ``since`` not before ``until``.
+        A bad limit, a cursor not issued for this listing, a naive time, or ``since`` not
+        before ``until``.
     """
     _require(principal, Authority.TENANT_ADMIN)
     _check_limit(limit)
@@ -247,6 +260,12 @@ def read_audit(
             raise InvalidInputError(f"{label} must include a timezone, e.g. 2026-05-01T09:00:00Z")
     if since is not None and until is not None and since >= until:
         raise InvalidInputError("since must be before until: swap them or widen the range")
-    return audit.list(
-        principal.tenant_id, since=since, until=until, actor=actor, action=action, limit=limit, cursor=cursor
+    filters = {"since": since, "until": until, "actor": actor, "action": action}
+    listing = Listing(principal.tenant_id, "audit", filters=filters)
+    return cursors.page(
+        listing,
+        cursor,
+        lambda at: audit.list(
+            principal.tenant_id, since=since, until=until, actor=actor, action=action, limit=limit, cursor=at
+        ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from eventface.domain.cursors import Listing
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import (
     Campaign,
@@ -117,4 +118,5 @@ def get_campaign(deps: Deps, tenant_id: str, campaign_id: str) -> Campaign:
 def list_campaigns(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Campaign]:
     """One page of the tenant's campaigns."""
     deps.policy.page_limit(limit)
-    return deps.campaigns.list(tenant_id, limit, cursor)
+    listing = Listing(tenant_id, "campaigns")
+    return deps.cursors.page(listing, cursor, lambda at: deps.campaigns.list(tenant_id, limit, at))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from eventface.domain.cursors import CursorSeal
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
 from eventface.ports import (
@@ -115,3 +116,5 @@ class Deps(Protocol):
     def clock(self) -> Clock: ...
     @property
     def policy(self) -> Policy: ...
+    @property
+    def cursors(self) -> CursorSeal: ...

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from eventface.domain.access import secret_hash
+from eventface.domain.cursors import Listing
 from eventface.domain.errors import DependencyError, InvalidInputError, UnauthorizedError
 from eventface.domain.model import CredentialKind, Device, DeviceCredential, Page, check_id
 from eventface.services.deps import Deps
@@ -236,4 +237,5 @@ def revoke_device(deps: Deps, tenant_id: str, device_id: str) -> Device:
 def list_devices(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
     """One page of the tenant's devices, with status and last-seen time."""
     deps.policy.page_limit(limit)
-    return deps.devices.list(tenant_id, limit, cursor)
+    listing = Listing(tenant_id, "devices")
+    return deps.cursors.page(listing, cursor, lambda at: deps.devices.list(tenant_id, limit, at))

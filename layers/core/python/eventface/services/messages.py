@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 
+from eventface.domain.cursors import Listing
 from eventface.domain.errors import InvalidInputError, NotFoundError, StateConflictError
 from eventface.domain.model import (
     Campaign,
@@ -198,8 +199,10 @@ def list_campaign_messages(
         ``limit`` is outside 1 to the policy's page size.
     """
     deps.policy.page_limit(limit)
+    listing = Listing(tenant_id, "messages", campaign_id)
+    position = deps.cursors.open(listing, cursor)
     deps.campaigns.get(tenant_id, campaign_id)
-    return deps.messages.list(tenant_id, campaign_id, limit, cursor)
+    return deps.cursors.seal(listing, deps.messages.list(tenant_id, campaign_id, limit, position))
 
 
 def _participants_with_progress(deps: Deps, campaign: Campaign) -> list[tuple[Participant, Progress]]:

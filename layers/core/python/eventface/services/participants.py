@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from eventface.domain.cursors import Listing
 from eventface.domain.errors import InvalidInputError, StateConflictError
 from eventface.domain.model import (
     STORE_HISTORY,
@@ -102,8 +103,11 @@ def list_participants(
     deps: Deps, tenant_id: str, campaign_id: str, limit: int = 50, cursor: str | None = None
 ) -> Page[Participant]:
     """One page of a campaign's participants."""
+    deps.policy.page_limit(limit)
+    listing = Listing(tenant_id, "participants", campaign_id)
+    position = deps.cursors.open(listing, cursor)
     deps.campaigns.get(tenant_id, campaign_id)
-    return deps.participants.list(tenant_id, campaign_id, deps.policy.page_limit(limit), cursor)
+    return deps.cursors.seal(listing, deps.participants.list(tenant_id, campaign_id, limit, position))
 
 
 def erase_participant(deps: Deps, tenant_id: str, campaign_id: str, participant_id: str) -> ErasureReceipt:

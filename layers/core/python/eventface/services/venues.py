@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from eventface.domain.cursors import Listing
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import (
     STORE_ALERTS,
@@ -81,7 +82,9 @@ def get_venue(deps: Deps, tenant_id: str, venue_id: str) -> Venue:
 
 
 def list_venues(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Venue]:
-    return deps.venues.list(tenant_id, deps.policy.page_limit(limit), cursor)
+    deps.policy.page_limit(limit)
+    listing = Listing(tenant_id, "venues")
+    return deps.cursors.page(listing, cursor, lambda at: deps.venues.list(tenant_id, limit, at))
 
 
 # -- VIP members --------------------------------------------------------------------------------
@@ -144,8 +147,11 @@ def get_member(deps: Deps, tenant_id: str, venue_id: str, member_id: str) -> Vip
 def list_members(
     deps: Deps, tenant_id: str, venue_id: str, limit: int = 50, cursor: str | None = None
 ) -> Page[VipMember]:
+    deps.policy.page_limit(limit)
+    listing = Listing(tenant_id, "members", venue_id)
+    position = deps.cursors.open(listing, cursor)
     deps.venues.get(tenant_id, venue_id)
-    return deps.vip_members.list(tenant_id, venue_id, deps.policy.page_limit(limit), cursor)
+    return deps.cursors.seal(listing, deps.vip_members.list(tenant_id, venue_id, limit, position))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +247,12 @@ def subscribe_staff_device(
     return device
 
 
-def list_staff_devices(deps: Deps, tenant_id: str, venue_id: str) -> tuple[StaffDevice, ...]:
+def list_staff_devices(
+    deps: Deps, tenant_id: str, venue_id: str, cursor: str | None = None
+) -> tuple[StaffDevice, ...]:
+    """Every staff device of the venue (at most MAX_STAFF_DEVICES: one page, no cursor is ever
+    issued, so any ``cursor`` is refused)."""
+    deps.cursors.open(Listing(tenant_id, "staff_devices", venue_id), cursor)
     deps.venues.get(tenant_id, venue_id)
     return deps.staff_devices.list(tenant_id, venue_id)
 
