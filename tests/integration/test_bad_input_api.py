@@ -3,7 +3,7 @@ answers" must get a clear 4xx that names the problem, never a 5xx.
 
 The attacks: JSON nested thousands of levels deep, dates at the edge of what ``datetime`` holds,
 numbers too large for the code that uses them (stored or not), names with control and format
-characters, and huge integers in a Type B template.
+characters, huge integers in a Type B template, and a small PNG that decodes to gigabytes.
 Services come from the composition root with in-memory fakes, or the real DynamoDB adapters on
 moto where the failure lived in the adapter.
 """
@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from chalice.test import Client
 
 from eventface import bootstrap as bootstrap_module
+from eventface.adapters.face_analyzer import EngineFaceAnalyzer
 from eventface.adapters.memory import (
     FixedClock,
     InMemoryFaceAnalyzer,
@@ -414,3 +419,126 @@ def test_edge_malformed_template_is_400(stack, body, words):
     response = stack.scan(body)
     # then
     _refused(response, 400, *words)
+
+
+# -- photos that decode to gigabytes ----------------------------------------------------------
+
+
+def _flat_png(width: int, height: int) -> bytes:
+    """A complete, valid RGB PNG of one colour, built a row at a time (never whole in memory)."""
+    row = b"\x00" + b"\x80" * (3 * width)
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def bomb_png() -> bytes:
+    """6300x6300 pixels (119 MB decoded) in about 120 KB."""
+    return _flat_png(6300, 6300)
+
+
+class RecordingEngine:
+    """A face engine that records the size of each image it is given and finds one face (Ann)."""
+
+    model_id = MODEL
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def _face(self, image: np.ndarray) -> Any:
+        self.shapes.append(image.shape)
+        embedding = type("E", (), {"vector": np.asarray(ANN, dtype=np.float32), "model_id": MODEL})()
+        return type("F", (), {"embedding": embedding, "masked": False})()
+
+    def analyse(self, image: np.ndarray) -> Any:
+        return self._face(image)
+
+    def analyse_all(self, image: np.ndarray, **_: Any) -> list[Any]:
+        return [self._face(image)]
+
+    def enrol(self, image: np.ndarray) -> Any:
+        face = self._face(image)
+        return type("Enrolment", (), {"template": face.embedding, "masked_template": face.embedding})()
+
+
+@pytest.fixture
+def engine_stack(make_stack: Callable[..., Stack]) -> tuple[Stack, RecordingEngine]:
+    engine = RecordingEngine()
+    analyzer = EngineFaceAnalyzer(engine=engine, max_photo_bytes=5 * 1024 * 1024)
+    return make_stack(faces=analyzer), engine
+
+
+def test_edge_scan_of_a_small_png_that_decodes_to_40_megapixels_is_413_before_decoding(
+    engine_stack, bomb_png
+):
+    # given
+    stack, engine = engine_stack
+    assert len(bomb_png) < 200_000
+    # when
+    response = stack.scan(bomb_png, "image/png")
+    # then: refused from its header, under the edge's 12 MP cap; nothing reached the engine
+    _refused(response, 413, "6300x6300", "12 MP")
+    assert engine.shapes == []
+
+
+def test_admin_registration_of_a_small_png_that_decodes_to_40_megapixels_is_413(engine_stack, bomb_png):
+    # given
+    stack, engine = engine_stack
+    photo = base64.b64encode(bomb_png).decode()
+    # when
+    response = stack.call(
+        "POST",
+        f"/v1/campaigns/{stack.campaign_id}/participants",
+        {"nickname": "Zed", "consent": True, "photo": photo},
+    )
+    # then: over the registration cap (24 MP) too
+    _refused(response, 413, "6300x6300", "24 MP")
+    assert engine.shapes == []
+
+
+def test_edge_scan_of_a_large_jpeg_is_decoded_at_the_size_the_detector_needs(engine_stack):
+    # given: a 4K camera frame (3840x2160, under the 12 MP cap)
+    stack, engine = engine_stack
+    ok, jpeg = cv2.imencode(".jpg", np.full((2160, 3840, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    # when
+    response = stack.scan(jpeg.tobytes(), "image/jpeg")
+    # then: decoded at half size by libjpeg, not at full size
+    assert response.status_code == 200, response.body
+    assert engine.shapes == [(1080, 1920, 3)]
+
+
+def test_edge_scan_over_the_configured_pixel_cap_is_413(monkeypatch):
+    # given: the deployment's face analyzer (its models are never loaded) with an edge cap of 1 MP
+    ports = in_memory_ports(gallery=InMemoryGallery(model_id=MODEL), clock=FixedClock(NOW))
+    del ports["faces"]
+    stack = _stack(bootstrap(Settings({"EVENTFACE_EDGE_MAX_PIXELS": "1000000"}), **ports), monkeypatch)
+    _, jpeg = cv2.imencode(".jpg", np.full((1000, 1200, 3), 128, np.uint8))
+    # when
+    response = stack.scan(jpeg.tobytes(), "image/jpeg")
+    # then
+    _refused(response, 413, "1200x1000", "1 MP")
+
+
+def test_admin_registration_of_a_large_jpeg_is_decoded_at_a_reduced_size(engine_stack):
+    # given: a 5200x2900 photo (15 MP, under the registration cap)
+    stack, engine = engine_stack
+    _, jpeg = cv2.imencode(".jpg", np.full((2900, 5200, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    photo = base64.b64encode(jpeg.tobytes()).decode()
+    # when
+    response = stack.call(
+        "POST",
+        f"/v1/campaigns/{stack.campaign_id}/participants",
+        {"nickname": "Zed", "consent": True, "photo": photo},
+    )
+    # then: libjpeg decoded it at half size, still over 2560 px on its longer side
+    assert response.status_code == 201, response.body
+    assert engine.shapes == [(1450, 2600, 3)]

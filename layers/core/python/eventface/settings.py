@@ -44,6 +44,10 @@ SNS_APNS_APPLICATION_ARN: Final = "EVENTFACE_SNS_APNS_APPLICATION_ARN"
 SNS_FCM_APPLICATION_ARN: Final = "EVENTFACE_SNS_FCM_APPLICATION_ARN"
 PUSH_WEBHOOK_SECRET_ID: Final = "EVENTFACE_PUSH_WEBHOOK_SECRET_ID"
 IDEMPOTENCY_TTL_HOURS: Final = "EVENTFACE_IDEMPOTENCY_TTL_HOURS"
+EDGE_MAX_PIXELS: Final = "EVENTFACE_EDGE_MAX_PIXELS"
+REGISTRATION_MAX_PIXELS: Final = "EVENTFACE_REGISTRATION_MAX_PIXELS"
+#: The pixel caps may be lowered, or raised up to face_engine's absolute cap (40 MP).
+_PIXEL_CAP_RANGE: Final = (300_000, 40_000_000)
 
 
 class SettingsError(RuntimeError):
@@ -234,6 +238,22 @@ class Settings:
         """How long a consumer remembers a job it handled (24 h: far beyond SQS redelivery)."""
         raw = self._optional(IDEMPOTENCY_TTL_HOURS) or "24"
         return _parse(IDEMPOTENCY_TTL_HOURS, raw, int, lambda v: 1 <= v <= 24 * 14, "1-336 hours")
+
+    def _pixels(self, name: str, default: int) -> int:
+        low, high = _PIXEL_CAP_RANGE
+        raw = self._optional(name) or str(default)
+        return _parse(name, raw, int, lambda v: low <= v <= high, f"a pixel count, {low}-{high}")
+
+    @property
+    def edge_max_pixels(self) -> int:
+        """Largest scan or sighting photo, in pixels from its header (12 MP): refused with 413
+        before it is decoded."""
+        return self._pixels(EDGE_MAX_PIXELS, 12_000_000)
+
+    @property
+    def registration_max_pixels(self) -> int:
+        """Largest registration photo (participant or VIP member), in pixels (24 MP)."""
+        return self._pixels(REGISTRATION_MAX_PIXELS, 24_000_000)
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
