@@ -239,6 +239,16 @@ def test_edge_deeply_nested_json_activation_is_400(stack, depth):
     _refused(response, 400, "JSON nested deeper than 32 levels")
 
 
+@pytest.mark.parametrize("depth", [3000, 20_000])
+def test_admin_deeply_nested_json_cursor_is_400(any_stack, depth):
+    # given: a cursor that is base64 of a deeply nested JSON document
+    cursor = base64.urlsafe_b64encode(b"[" * depth + b"]" * depth).decode().rstrip("=")
+    # when
+    response = any_stack.call("GET", f"/v1/campaigns?cursor={cursor}")
+    # then
+    _refused(response, 400, "cursor")
+
+
 # -- dates at the edges ------------------------------------------------------------------------
 
 
