@@ -80,8 +80,8 @@ def _texts(value: Any) -> NotificationTexts:
     )
 
 
-def _optional_int(body: dict[str, Any], name: str) -> int | None:
-    return parse.integer(body, name) if body.get(name) is not None else None
+def _optional_int(body: dict[str, Any], name: str, bounds: tuple[int, int]) -> int | None:
+    return parse.integer(body, name, bounds) if body.get(name) is not None else None
 
 
 # -- campaigns --------------------------------------------------------------------------------
@@ -101,10 +101,10 @@ def create_campaign() -> Response:
         parse.string(body, "name"),
         parse.timestamp(body, "starts_at"),
         parse.timestamp(body, "ends_at"),
-        stamps_required=parse.integer(body, "stamps_required"),
+        stamps_required=parse.integer(body, "stamps_required", parse.STAMPS_REQUIRED),
         reward_text=parse.string(body, "reward_text", default=""),
         texts=_texts(body["notification_texts"]) if body.get("notification_texts") is not None else None,
-        cooldown_seconds=_optional_int(body, "cooldown_seconds"),
+        cooldown_seconds=_optional_int(body, "cooldown_seconds", parse.COOLDOWN_SECONDS),
     )
     logger.info("campaign created", extra={"campaign_id": campaign.campaign_id})
     return json_response(encoding.campaign(campaign), 201)
@@ -142,10 +142,10 @@ def update_campaign(campaign_id: str) -> Response:
         name=parse.string(body, "name") if "name" in body else None,
         starts_at=parse.timestamp(body, "starts_at") if "starts_at" in body else None,
         ends_at=parse.timestamp(body, "ends_at") if "ends_at" in body else None,
-        stamps_required=_optional_int(body, "stamps_required"),
+        stamps_required=_optional_int(body, "stamps_required", parse.STAMPS_REQUIRED),
         reward_text=parse.string(body, "reward_text") if "reward_text" in body else None,
         texts=_texts(texts) if texts is not None else None,
-        cooldown_seconds=_optional_int(body, "cooldown_seconds"),
+        cooldown_seconds=_optional_int(body, "cooldown_seconds", parse.COOLDOWN_SECONDS),
     )
     return json_response(encoding.campaign(svc.update_campaign(tenant, campaign_id, changes)))
 
@@ -351,7 +351,7 @@ def create_api_key() -> Response:
         authorities = parse_authorities(body.get("authorities"))
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
-    ttl_days = _optional_int(body, "ttl_days") or DEFAULT_KEY_TTL_DAYS
+    ttl_days = _optional_int(body, "ttl_days", parse.TTL_DAYS) or DEFAULT_KEY_TTL_DAYS
     key, secret = svc.create_api_key(
         guard.call().principal, parse.string(body, "name"), authorities, timedelta(days=ttl_days)
     )
@@ -415,7 +415,7 @@ def create_venue() -> Response:
         svc.deps,
         tenant,
         parse.string(body, "name"),
-        dedupe_minutes=_optional_int(body, "dedupe_minutes"),
+        dedupe_minutes=_optional_int(body, "dedupe_minutes", parse.DEDUPE_MINUTES),
         crm=parse.crm_config(body["crm"]) if body.get("crm") is not None else None,
     )
     logger.info("venue created", extra={"venue_id": venue.venue_id})
@@ -451,7 +451,7 @@ def update_venue(venue_id: str) -> Response:
     )
     changes = VenueChanges(
         name=parse.string(body, "name") if "name" in body else None,
-        dedupe_minutes=_optional_int(body, "dedupe_minutes"),
+        dedupe_minutes=_optional_int(body, "dedupe_minutes", parse.DEDUPE_MINUTES),
         crm=parse.crm_config(body["crm"]) if body.get("crm") is not None else None,
     )
     return json_response(encoding.venue(venue_service.update_venue(svc.deps, tenant, venue_id, changes)))

@@ -129,10 +129,14 @@ def test_create_api_key_secrets_and_ids_differ(make_key):
     assert len({key.key_id for key, _ in made}) == 3
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 101], ids=["empty", "blank", "too-long"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "x" * 101, "crm\x00sync", "crm\nsync", "crm\u202esync", "crm\u200bsync"],
+    ids=["empty", "blank", "too-long", "nul", "newline", "rtl-override", "zero-width"],
+)
 def test_create_api_key_refuses_bad_names(keys, make_key, name):
     # when / then
-    with pytest.raises(InvalidInputError, match="name must be 1-100 characters"):
+    with pytest.raises(InvalidInputError, match="name must be 1-100 printable characters"):
         make_key(name)
     assert keys.list("acme").items == ()
 

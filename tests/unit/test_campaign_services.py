@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -37,10 +37,31 @@ def test_create_campaign_twice_fails(world, make_campaign):
         ({"starts_at": datetime(2026, 5, 1)}, "timezone"),
         ({"name": " "}, "name"),
         ({"campaign_id": "bad id"}, "not a valid id"),
-        ({"stamps_required": 0}, "at least 1"),
+        ({"stamps_required": 0}, "from 1 to 100"),
+        ({"stamps_required": 101}, "from 1 to 100"),
+        ({"cooldown_seconds": 10**12}, "cooldown_seconds must be from 0 to 86400"),
+        ({"cooldown_seconds": -1}, "cooldown_seconds must be from 0 to 86400"),
         ({"checkpoints": (Checkpoint("a", "A"), Checkpoint("a", "A2"))}, "unique"),
+        ({"checkpoints": (Checkpoint("a", "A\u202eB"),)}, "printable"),
+        ({"name": "Spring\x00"}, "printable"),
+        ({"starts_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))}, "2000-01-01"),
+        ({"ends_at": datetime(9999, 12, 31, tzinfo=timezone(timedelta(hours=-14)))}, "2100-01-01"),
     ],
-    ids=["empty-window", "naive-time", "blank-name", "bad-id", "zero-required", "duplicate-checkpoint"],
+    ids=[
+        "empty-window",
+        "naive-time",
+        "blank-name",
+        "bad-id",
+        "zero-required",
+        "too-many-required",
+        "huge-cooldown",
+        "negative-cooldown",
+        "duplicate-checkpoint",
+        "unprintable-checkpoint-name",
+        "unprintable-name",
+        "year-1",
+        "year-9999",
+    ],
 )
 def test_create_campaign_rejects_invalid(world, kwargs, match):
     # given

@@ -246,7 +246,9 @@ def test_unknown_campaign_is_not_found_for_every_message_service(world: Any) -> 
         pytest.param({"title": {"de": "Hallo"}}, "locale 'de' is not supported", id="title-locale"),
         pytest.param({"body": {"en": "x" * 501}}, r"text \(en\) must be 1-500", id="body-too-long"),
         pytest.param({"title": {"ja": "題" * 101}}, r"text \(ja\) must be 1-100", id="title-too-long"),
-        pytest.param({"segment": Segment(min_stamps=-1)}, "min_stamps must be 0 or more", id="negative-min"),
+        pytest.param(
+            {"segment": Segment(min_stamps=-1)}, "min_stamps must be from 0 to 100", id="negative-min"
+        ),
         pytest.param({"segment": Segment(min_stamps=4)}, "has only 3 checkpoints: nobody", id="min-over-max"),
         pytest.param({"created_by": " "}, "created_by is empty", id="no-sender"),
     ],

@@ -72,6 +72,13 @@ def test_settings_erasure_sweep_period_and_grace(environ, expected):
     assert (settings.gallery_sweep_minutes, settings.gallery_retired_grace_seconds) == expected
 
 
+def test_settings_pixel_caps_default_to_12_mp_at_the_edge_and_24_mp_for_registration():
+    # given
+    settings = Settings({})
+    # then
+    assert (settings.edge_max_pixels, settings.registration_max_pixels) == (12_000_000, 24_000_000)
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "attribute"),
     [
@@ -83,3 +90,19 @@ def test_settings_erasure_sweep_period_and_grace(environ, expected):
 def test_settings_erasure_sweep_values_out_of_range_name_the_variable(variable, value, attribute):
     with pytest.raises(SettingsError, match=variable):
         getattr(from_environ({variable: value}), attribute)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute"),
+    [
+        ("EVENTFACE_EDGE_MAX_PIXELS", "12MP", "edge_max_pixels"),
+        ("EVENTFACE_EDGE_MAX_PIXELS", "100", "edge_max_pixels"),
+        ("EVENTFACE_REGISTRATION_MAX_PIXELS", "50000000", "registration_max_pixels"),
+    ],
+)
+def test_settings_pixel_cap_out_of_range_names_the_variable(variable, value, attribute):
+    # given
+    settings = Settings({variable: value})
+    # when / then
+    with pytest.raises(SettingsError, match=variable):
+        getattr(settings, attribute)

@@ -346,6 +346,8 @@ class Container:
             models_dir=self.settings.models_dir,
             threads=self.settings.engine_threads,
             max_photo_bytes=self.settings.max_photo_bytes,
+            edge_max_pixels=self.settings.edge_max_pixels,
+            registration_max_pixels=self.settings.registration_max_pixels,
         )
 
     @property

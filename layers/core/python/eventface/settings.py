@@ -49,6 +49,10 @@ USER_POOL_ID: Final = "EVENTFACE_USER_POOL_ID"
 GALLERY_SWEEP_MINUTES: Final = "EVENTFACE_GALLERY_SWEEP_MINUTES"
 GALLERY_RETIRED_GRACE_SECONDS: Final = "EVENTFACE_GALLERY_RETIRED_GRACE_SECONDS"
 CURSOR_SECRET_ID: Final = "EVENTFACE_CURSOR_SECRET_ID"
+EDGE_MAX_PIXELS: Final = "EVENTFACE_EDGE_MAX_PIXELS"
+REGISTRATION_MAX_PIXELS: Final = "EVENTFACE_REGISTRATION_MAX_PIXELS"
+#: The pixel caps may be lowered, or raised up to face_engine's absolute cap (40 MP).
+_PIXEL_CAP_RANGE: Final = (300_000, 40_000_000)
 
 
 class SettingsError(RuntimeError):
@@ -271,6 +275,22 @@ class Settings:
         """Secrets Manager secret (at least 16 bytes) that keys the signature of pagination cursors:
         a cursor is valid only for the tenant, listing and filters it was issued for."""
         return self._required(CURSOR_SECRET_ID)
+
+    def _pixels(self, name: str, default: int) -> int:
+        low, high = _PIXEL_CAP_RANGE
+        raw = self._optional(name) or str(default)
+        return _parse(name, raw, int, lambda v: low <= v <= high, f"a pixel count, {low}-{high}")
+
+    @property
+    def edge_max_pixels(self) -> int:
+        """Largest scan or sighting photo, in pixels from its header (12 MP): refused with 413
+        before it is decoded."""
+        return self._pixels(EDGE_MAX_PIXELS, 12_000_000)
+
+    @property
+    def registration_max_pixels(self) -> int:
+        """Largest registration photo (participant or VIP member), in pixels (24 MP)."""
+        return self._pixels(REGISTRATION_MAX_PIXELS, 24_000_000)
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

@@ -51,6 +51,7 @@ from eventface.domain.errors import (
     StateConflictError,
     UnauthorizedError,
 )
+from eventface.domain.limits import parse_json
 from eventface.domain.model import (
     Campaign,
     CampaignStatus,
@@ -136,8 +137,8 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not cursor:
         return None
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
+        value = parse_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), what="the cursor")
+    except (binascii.Error, ValueError, InvalidInputError):
         value = None
     if not isinstance(value, dict):
         raise InvalidInputError("cursor is not valid: pass the cursor of the previous page unchanged")

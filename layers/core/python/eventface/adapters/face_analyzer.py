@@ -20,6 +20,15 @@ from eventface.domain.model import Probe, Template
 
 #: Faces of a sighting frame smaller than this share of the largest face are not searched.
 MIN_FACE_RATIO = 0.2
+#: Pixel caps (from the header, before decoding): an edge frame, a registration photo.
+DEFAULT_EDGE_MAX_PIXELS = 12_000_000
+DEFAULT_REGISTRATION_MAX_PIXELS = 24_000_000
+#: The longer side a photo is decoded at, at least (libjpeg scales by 1/2, 1/4 or 1/8 while it
+#: decodes). The detector looks at 640 px; alignment crops 112x112 faces from the decoded image,
+#: so an edge frame keeps 1920 px (a face the detector finds at 640 is 60+ px here) and a
+#: registration photo 2560 px (a portrait's face stays far above the quality gate's 80 px).
+EDGE_DECODE_SIDE = 1920
+REGISTRATION_DECODE_SIDE = 2560
 
 
 class EngineFaceAnalyzer:
@@ -31,6 +40,9 @@ class EngineFaceAnalyzer:
         Passed to ``EngineConfig``.
     max_photo_bytes
         Photos above this size are refused before decoding.
+    edge_max_pixels, registration_max_pixels
+        Photos whose header claims more pixels are refused before decoding (HTTP 413): scans and
+        sightings, and registrations (enrolment).
     engine
         An engine to use instead of building one (tests, warm-up).
     """
@@ -41,11 +53,15 @@ class EngineFaceAnalyzer:
         models_dir: Path | None = None,
         threads: int = 1,
         max_photo_bytes: int = 5 * 1024 * 1024,
+        edge_max_pixels: int = DEFAULT_EDGE_MAX_PIXELS,
+        registration_max_pixels: int = DEFAULT_REGISTRATION_MAX_PIXELS,
         engine: Any | None = None,
     ) -> None:
         self._models_dir = models_dir
         self._threads = threads
         self._max_photo_bytes = max_photo_bytes
+        self._edge = (edge_max_pixels, EDGE_DECODE_SIDE)
+        self._registration = (registration_max_pixels, REGISTRATION_DECODE_SIDE)
         self._engine = engine
 
     @property
@@ -60,7 +76,9 @@ class EngineFaceAnalyzer:
     def model_id(self) -> str:
         return str(self.engine.model_id)
 
-    def _image(self, photo: bytes) -> Any:
+    def _image(self, photo: bytes, limits: tuple[int, int]) -> Any:
+        """The decoded photo: refused by its header over ``limits[0]`` pixels, and a large JPEG
+        decoded at a reduced scale that keeps its longer side at least ``limits[1]``."""
         from face_engine.decoding import decode_image
         from face_engine.errors import ImageDecodeError, ImageTooLargeError
 
@@ -68,10 +86,13 @@ class EngineFaceAnalyzer:
             raise PayloadTooLargeError(
                 f"the photo is over the {self._max_photo_bytes}-byte limit: send a smaller one"
             )
+        max_pixels, max_side = limits
         try:
-            return decode_image(photo, max_bytes=self._max_photo_bytes)
+            return decode_image(
+                photo, max_bytes=self._max_photo_bytes, max_pixels=max_pixels, max_side=max_side
+            )
         except ImageTooLargeError as exc:
-            raise PayloadTooLargeError(f"{exc}: send a smaller photo") from exc
+            raise PayloadTooLargeError(str(exc)) from exc
         except ImageDecodeError as exc:
             raise InvalidInputError(
                 f"the photo cannot be read ({exc}): send a JPEG, PNG or WebP image"
@@ -81,7 +102,7 @@ class EngineFaceAnalyzer:
         """The main face of a scan photo; FaceNotFoundError when there is none."""
         from face_engine.errors import NoFaceDetectedError
 
-        image = self._image(photo)
+        image = self._image(photo, self._edge)
         try:
             face = self.engine.analyse(image)
         except NoFaceDetectedError as exc:
@@ -96,7 +117,7 @@ class EngineFaceAnalyzer:
         largest one's size are left out); FaceNotFoundError when there is none."""
         from face_engine.errors import NoFaceDetectedError
 
-        image = self._image(photo)
+        image = self._image(photo, self._edge)
         try:
             faces = self.engine.analyse_all(image, max_faces=max_faces, min_face_ratio=MIN_FACE_RATIO)
         except NoFaceDetectedError as exc:
@@ -114,7 +135,7 @@ class EngineFaceAnalyzer:
         """Plain and masked templates of the single face of a registration photo."""
         from face_engine.errors import LowQualityFaceError, MultipleFacesError, NoFaceDetectedError
 
-        image = self._image(photo)
+        image = self._image(photo, self._registration)
         try:
             enrolment = self.engine.enrol(image)
         except NoFaceDetectedError as exc:

@@ -358,14 +358,15 @@ _TEXTS: Final = {
     "properties": {"stamp": {"type": "string"}, "complete": {"type": "string"}},
     "additionalProperties": False,
 }
+_WHEN: Final = "From 2000-01-01 to before 2100-01-01 UTC"
 _CAMPAIGN_FIELDS: Final = {
-    "name": {"type": "string"},
-    "starts_at": {"type": "string", "format": "date-time"},
-    "ends_at": {"type": "string", "format": "date-time"},
-    "stamps_required": {"type": "integer", "minimum": 1},
+    "name": {"type": "string", "maxLength": 500, "description": "One line of printable characters"},
+    "starts_at": {"type": "string", "format": "date-time", "description": _WHEN},
+    "ends_at": {"type": "string", "format": "date-time", "description": _WHEN},
+    "stamps_required": {"type": "integer", "minimum": 1, "maximum": 100},
     "reward_text": {"type": "string"},
     "notification_texts": _TEXTS,
-    "cooldown_seconds": {"type": "integer", "minimum": 0},
+    "cooldown_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
 }
 _C = ("campaign_id",)
 
@@ -498,7 +499,10 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "type": "object",
                     "required": ["name"],
                     "additionalProperties": False,
-                    "properties": {"name": {"type": "string"}, "location": {"type": "string"}},
+                    "properties": {
+                        "name": {"type": "string", "maxLength": 100},
+                        "location": {"type": "string", "maxLength": 100},
+                    },
                 },
             ),
         },
@@ -1187,7 +1191,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    "min_stamps": {"type": "integer", "minimum": 0, "default": 0},
+                    "min_stamps": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
                     "completed": {"type": ["boolean", "null"], "description": "Absent or null: either"},
                 },
             },

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from collections.abc import Collection, Mapping
 from datetime import datetime
@@ -16,8 +15,17 @@ from typing import Any, Final
 
 from eventface.api.errors import UnsupportedMediaTypeError
 from eventface.domain.errors import InvalidInputError, PayloadTooLargeError
-from eventface.domain.model import HistoryQuery, Probe, check_id
-from eventface.domain.vip import DEFAULT_CRM_DEADLINE_MS, CrmConfig, CrmKind, Segment
+from eventface.domain.limits import check_instant, check_range, parse_json
+from eventface.domain.model import MAX_CHECKPOINTS, MAX_COOLDOWN_SECONDS, HistoryQuery, Probe, check_id
+from eventface.domain.vip import (
+    DEFAULT_CRM_DEADLINE_MS,
+    MAX_CRM_DEADLINE_MS,
+    MAX_DEDUPE_MINUTES,
+    MIN_CRM_DEADLINE_MS,
+    CrmConfig,
+    CrmKind,
+    Segment,
+)
 
 #: Length of a device-computed template (SFace embeddings have 128 dimensions).
 TEMPLATE_DIM: Final = 128
@@ -26,6 +34,17 @@ NORM_TOLERANCE: Final = 1e-3
 IMAGE_TYPES: Final = ("image/jpeg", "image/png", "image/webp")
 JSON_TYPE: Final = "application/json"
 MAX_MODEL_ID: Final = 64
+# The range of every integer field, (least, most): what the domain and the code that uses the
+# value can take.
+COOLDOWN_SECONDS: Final = (0, MAX_COOLDOWN_SECONDS)
+STAMPS_REQUIRED: Final = (1, MAX_CHECKPOINTS)
+MIN_STAMPS: Final = (0, MAX_CHECKPOINTS)
+DEDUPE_MINUTES: Final = (0, MAX_DEDUPE_MINUTES)
+DEADLINE_MS: Final = (MIN_CRM_DEADLINE_MS, MAX_CRM_DEADLINE_MS)
+#: A management API key lives from 1 to 365 days (the service's MAX_TTL).
+TTL_DAYS: Final = (1, 365)
+#: Page sizes are checked by the services (``Policy.page_limit``); this only keeps the text sane.
+MAX_LIMIT_DIGITS: Final = 6
 
 
 def media_type(content_type: str | None) -> str:
@@ -45,13 +64,16 @@ def check_size(body: bytes | str, limit: int, what: str = "request body") -> byt
 
 
 def json_object(body: bytes, allowed: Collection[str] | None = None) -> dict[str, Any]:
-    """Parse a JSON object; with ``allowed``, unknown fields are refused (typos do not pass)."""
+    """Parse a JSON object; with ``allowed``, unknown fields are refused (typos do not pass).
+
+    The one parser of request bodies on both APIs: UTF-8 only, nested at most 32 levels, at most
+    1000 arrays and objects, integers of at most 19 digits, no NaN or Infinity (checked before the
+    document is built, see :func:`eventface.domain.limits.parse_json`). Callers bound the size
+    first with :func:`check_size`.
+    """
     if not body:
         raise InvalidInputError("the request body is empty: send a JSON object")
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidInputError("the request body is not valid JSON: send a JSON object") from None
+    value = parse_json(body)
     if not isinstance(value, dict):
         raise InvalidInputError("the request body must be a JSON object")
     if allowed is not None:
@@ -78,12 +100,17 @@ def string(body: Mapping[str, Any], name: str, *, default: str | None = None) ->
     return value
 
 
-def integer(body: Mapping[str, Any], name: str, *, default: int | None = None) -> int:
-    """An integer field (booleans and floats refused)."""
+def integer(
+    body: Mapping[str, Any], name: str, bounds: tuple[int, int], *, default: int | None = None
+) -> int:
+    """An integer field within ``bounds`` (inclusive; booleans and floats refused).
+
+    Every number is bounded on the way in, so a value that is stored is one the code can use.
+    """
     value = body.get(name, default)
     if value is None or isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"{name} must be an integer")
-    return value
+        raise InvalidInputError(f"{name} must be an integer from {bounds[0]} to {bounds[1]}")
+    return check_range(name, value, *bounds)
 
 
 def boolean(body: Mapping[str, Any], name: str, *, default: bool | None = None) -> bool:
@@ -95,7 +122,8 @@ def boolean(body: Mapping[str, Any], name: str, *, default: bool | None = None) 
 
 
 def timestamp(body: Mapping[str, Any], name: str) -> datetime:
-    """An ISO 8601 date-time with a timezone (``2026-05-01T09:00:00+09:00`` or ``...Z``)."""
+    """An ISO 8601 date-time with a timezone (``2026-05-01T09:00:00+09:00`` or ``...Z``), from
+    2000-01-01 to before 2100-01-01 UTC."""
     raw = string(body, name)
     try:
         value = datetime.fromisoformat(raw)
@@ -103,9 +131,7 @@ def timestamp(body: Mapping[str, Any], name: str) -> datetime:
         raise InvalidInputError(
             f"{name} {raw!r} is not an ISO 8601 date-time: use e.g. 2026-05-01T09:00:00+09:00"
         ) from None
-    if value.tzinfo is None:
-        raise InvalidInputError(f"{name} must include a timezone (e.g. 2026-05-01T09:00:00Z)")
-    return value
+    return check_instant(name, value)
 
 
 def photo(value: Any, limit: int, name: str = "photo") -> bytes:
@@ -132,7 +158,10 @@ def template(body: Mapping[str, Any]) -> Probe:
         raise InvalidInputError(f"template must be a list of {TEMPLATE_DIM} numbers, got {got}")
     if any(isinstance(v, bool) or not isinstance(v, int | float) for v in vector):
         raise InvalidInputError("template must contain only numbers")
-    values = tuple(float(v) for v in vector)
+    try:
+        values = tuple(float(v) for v in vector)
+    except OverflowError:  # an integer beyond the float range
+        raise InvalidInputError("template contains NaN or infinity: send the embedding as computed") from None
     if not all(math.isfinite(v) for v in values):
         raise InvalidInputError("template contains NaN or infinity: send the embedding as computed")
     norm = math.sqrt(sum(v * v for v in values))
@@ -168,7 +197,7 @@ def crm_config(value: Any) -> CrmConfig:
         field_map=dict(field_map),
         auth_header=string(value, "auth_header", default="Authorization"),
         secret_id=secret_id,
-        deadline_ms=integer(value, "deadline_ms", default=DEFAULT_CRM_DEADLINE_MS),
+        deadline_ms=integer(value, "deadline_ms", DEADLINE_MS, default=DEFAULT_CRM_DEADLINE_MS),
     )
 
 
@@ -191,7 +220,7 @@ def segment(value: Any) -> Segment:
     completed = value.get("completed")
     if completed is not None and not isinstance(completed, bool):
         raise InvalidInputError("segment.completed must be true, false or absent")
-    return Segment(min_stamps=integer(value, "min_stamps", default=0), completed=completed)
+    return Segment(min_stamps=integer(value, "min_stamps", MIN_STAMPS, default=0), completed=completed)
 
 
 def scan_input(
@@ -229,10 +258,12 @@ def page_args(query: Mapping[str, str] | None, default_limit: int = 50) -> tuple
     if raw is None or raw == "":
         limit = default_limit
     else:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise InvalidInputError(f"limit {raw!r} is not an integer") from None
+        text = raw.strip()
+        digits = text.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > MAX_LIMIT_DIGITS:
+            shown = repr(raw) if len(raw) <= 20 else f"of {len(raw)} characters"
+            raise InvalidInputError(f"limit {shown} is not a page size: use an integer such as 50")
+        limit = int(text)
     return limit, query.get("cursor") or None
 
 

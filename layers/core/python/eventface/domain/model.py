@@ -15,6 +15,7 @@ from typing import Final, Generic, TypeVar
 
 from eventface.domain.access import AuditEntry
 from eventface.domain.errors import InvalidInputError, StateConflictError
+from eventface.domain.limits import check_instant, check_name, check_range, check_text, clamp
 
 T = TypeVar("T")
 _ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -24,6 +25,10 @@ MAX_CHECKPOINTS: Final = 100
 #: Non-matching recognition events expire after this long (DESIGN.md, privacy by design).
 DEFAULT_HISTORY_TTL: Final = timedelta(hours=72)
 DEFAULT_COOLDOWN_SECONDS: Final = 30
+#: Longest cooldown at a checkpoint (a day): longer is a typo, and any value must fit in a date.
+MAX_COOLDOWN_SECONDS: Final = 86_400
+#: Longest checkpoint name and location.
+MAX_CHECKPOINT_NAME: Final = 100
 
 
 def check_id(kind: str, value: str) -> str:
@@ -36,12 +41,6 @@ def check_id(kind: str, value: str) -> str:
             f"{kind} {value!r} is not a valid id: use 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
         )
-    return value
-
-
-def _aware(name: str, value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise InvalidInputError(f"{name} must include a timezone (e.g. 2026-05-01T09:00:00+00:00)")
     return value
 
 
@@ -128,6 +127,12 @@ class Campaign:
         """The campaign's gallery of templates: ``<tenant>/<campaign>``."""
         return f"{self.tenant_id}/{self.campaign_id}"
 
+    @property
+    def cooldown(self) -> timedelta:
+        """The cooldown at a checkpoint, held to 0..MAX_COOLDOWN_SECONDS (a value stored before
+        that bound existed must not make every scan fail)."""
+        return timedelta(seconds=clamp(self.cooldown_seconds, 0, MAX_COOLDOWN_SECONDS))
+
     def checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         """The checkpoint with this id, or None if it is not part of the campaign."""
         return next((c for c in self.checkpoints if c.checkpoint_id == checkpoint_id), None)
@@ -151,27 +156,36 @@ def validate_campaign(campaign: Campaign) -> Campaign:
     """Check a campaign's own content (any status); return it unchanged or raise InvalidInputError."""
     check_id("tenant_id", campaign.tenant_id)
     check_id("campaign_id", campaign.campaign_id)
-    if not campaign.name.strip() or len(campaign.name) > MAX_TEXT:
-        raise InvalidInputError(f"campaign name must be 1-{MAX_TEXT} characters")
-    _aware("starts_at", campaign.starts_at)
-    _aware("ends_at", campaign.ends_at)
+    check_name("name", campaign.name, MAX_TEXT)
+    check_instant("starts_at", campaign.starts_at)
+    check_instant("ends_at", campaign.ends_at)
     if campaign.ends_at <= campaign.starts_at:
         raise InvalidInputError("ends_at must be after starts_at: give the campaign a time window")
     if len(campaign.checkpoints) > MAX_CHECKPOINTS:
         raise InvalidInputError(f"a campaign has at most {MAX_CHECKPOINTS} checkpoints")
     ids = [c.checkpoint_id for c in campaign.checkpoints]
-    for checkpoint_id in ids:
-        check_id("checkpoint_id", checkpoint_id)
+    for checkpoint in campaign.checkpoints:
+        check_checkpoint(checkpoint)
     if len(set(ids)) != len(ids):
         raise InvalidInputError("checkpoint ids must be unique within a campaign")
-    if campaign.stamps_required < 1:
-        raise InvalidInputError("stamps_required must be at least 1")
-    if campaign.cooldown_seconds < 0:
-        raise InvalidInputError("cooldown_seconds must be 0 or more")
-    for text in (campaign.reward_text, campaign.texts.stamp, campaign.texts.completion):
-        if len(text) > MAX_TEXT:
-            raise InvalidInputError(f"reward and notification texts must be at most {MAX_TEXT} characters")
+    check_range("stamps_required", campaign.stamps_required, 1, MAX_CHECKPOINTS)
+    check_range("cooldown_seconds", campaign.cooldown_seconds, 0, MAX_COOLDOWN_SECONDS, " seconds")
+    texts = (
+        ("reward_text", campaign.reward_text),
+        ("notification_texts.stamp", campaign.texts.stamp),
+        ("notification_texts.complete", campaign.texts.completion),
+    )
+    for name, text in texts:
+        check_text(name, text, MAX_TEXT, required=False)
     return campaign
+
+
+def check_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
+    """A checkpoint's id, name (1-100 printable characters) and location (0-100)."""
+    check_id("checkpoint_id", checkpoint.checkpoint_id)
+    check_name("name", checkpoint.name, MAX_CHECKPOINT_NAME)
+    check_name("location", checkpoint.location, MAX_CHECKPOINT_NAME, required=False)
+    return checkpoint
 
 
 def publish(campaign: Campaign) -> Campaign:
@@ -237,10 +251,7 @@ class Participant:
 
 def check_nickname(nickname: str) -> str:
     """A trimmed nickname of 1-40 printable characters."""
-    value = nickname.strip() if isinstance(nickname, str) else ""
-    if not value or len(value) > MAX_NICKNAME or not value.isprintable():
-        raise InvalidInputError(f"nickname must be 1-{MAX_NICKNAME} printable characters")
-    return value
+    return check_name("nickname", nickname, MAX_NICKNAME)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,14 @@ from typing import Final, Literal
 
 from eventface.domain.access import AuditEntry
 from eventface.domain.errors import InvalidInputError
-from eventface.domain.model import MAX_TEXT, check_id
+from eventface.domain.limits import check_name, check_range, check_text, clamp
+from eventface.domain.model import MAX_CHECKPOINTS, MAX_TEXT, check_id
 
 DEFAULT_DEDUPE_MINUTES: Final = 30
 MAX_DEDUPE_MINUTES: Final = 24 * 60
 #: How long the CRM may take before the alert goes out "profile unavailable" (milliseconds).
 DEFAULT_CRM_DEADLINE_MS: Final = 1500
+MIN_CRM_DEADLINE_MS: Final = 50
 MAX_CRM_DEADLINE_MS: Final = 10_000
 MAX_NAME: Final = 100
 MAX_NOTES: Final = 1000
@@ -62,8 +64,7 @@ class CrmConfig:
 
 def validate_crm(crm: CrmConfig) -> CrmConfig:
     """Check a CRM connector's settings; return it unchanged or raise InvalidInputError."""
-    if not 50 <= crm.deadline_ms <= MAX_CRM_DEADLINE_MS:
-        raise InvalidInputError(f"crm.deadline_ms must be 50-{MAX_CRM_DEADLINE_MS} milliseconds")
+    check_range("crm.deadline_ms", crm.deadline_ms, MIN_CRM_DEADLINE_MS, MAX_CRM_DEADLINE_MS, " milliseconds")
     if crm.kind is CrmKind.NONE:
         return crm
     if not _URL.match(crm.url) or len(crm.url) > 2000:
@@ -109,27 +110,20 @@ class Venue:
 
     @property
     def dedupe_window(self) -> timedelta:
-        return timedelta(minutes=self.dedupe_minutes)
+        """The dedupe window, held to 0..MAX_DEDUPE_MINUTES (whatever was stored)."""
+        return timedelta(minutes=clamp(self.dedupe_minutes, 0, MAX_DEDUPE_MINUTES))
 
 
 def validate_venue(venue: Venue) -> Venue:
     """Check a venue's content; return it unchanged or raise InvalidInputError."""
     check_id("tenant_id", venue.tenant_id)
     check_id("venue_id", venue.venue_id)
-    check_text("name", venue.name, MAX_NAME)
-    if not 0 <= venue.dedupe_minutes <= MAX_DEDUPE_MINUTES:
-        raise InvalidInputError(f"dedupe_minutes must be 0-{MAX_DEDUPE_MINUTES} (0: alert on every frame)")
+    check_name("name", venue.name, MAX_NAME)
+    check_range(
+        "dedupe_minutes", venue.dedupe_minutes, 0, MAX_DEDUPE_MINUTES, " minutes (0: alert on every frame)"
+    )
     validate_crm(venue.crm)
     return venue
-
-
-def check_text(name: str, value: str, limit: int, *, required: bool = True) -> str:
-    """``value`` trimmed; InvalidInputError if empty (when required), too long or unprintable."""
-    text = value.strip() if isinstance(value, str) else ""
-    if (required and not text) or len(text) > limit or not text.replace("\n", " ").isprintable():
-        need = "1" if required else "0"
-        raise InvalidInputError(f"{name} must be {need}-{limit} printable characters")
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +143,8 @@ class VipMember:
 
 def validate_member(member: VipMember) -> VipMember:
     check_id("member_id", member.member_id)
-    check_text("name", member.name, MAX_NAME)
-    check_text("tier", member.tier, 40, required=False)
+    check_name("name", member.name, MAX_NAME)
+    check_name("tier", member.tier, 40, required=False)
     check_text("notes", member.notes, MAX_NOTES, required=False)
     if member.crm_customer_id and not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,128}", member.crm_customer_id):
         raise InvalidInputError("crm_customer_id must be 1-128 letters, digits or _ . : @ -")
@@ -184,7 +178,7 @@ class StaffDevice:
 
 
 def validate_staff_device(device: StaffDevice) -> StaffDevice:
-    check_text("name", device.name, MAX_NAME)
+    check_name("name", device.name, MAX_NAME)
     if device.locale not in LOCALES:
         raise InvalidInputError(f"locale must be one of {', '.join(LOCALES)}")
     if device.platform is StaffPlatform.WEBHOOK and not _URL.match(device.token):
@@ -352,13 +346,12 @@ class CampaignMessage:
 def validate_message(message: CampaignMessage) -> CampaignMessage:
     if not message.body:
         raise InvalidInputError('body must give the text per locale, e.g. {"ja": "...", "en": "..."}')
-    for texts, limit in ((message.title, MAX_NAME), (message.body, MAX_TEXT)):
+    for texts, limit, check in ((message.title, MAX_NAME, check_name), (message.body, MAX_TEXT, check_text)):
         for locale, text in texts.items():
             if locale not in LOCALES:
                 raise InvalidInputError(f"locale {locale!r} is not supported: use {', '.join(LOCALES)}")
-            check_text(f"text ({locale})", text, limit)
-    if message.segment.min_stamps < 0:
-        raise InvalidInputError("segment.min_stamps must be 0 or more")
+            check(f"text ({locale})", text, limit)
+    check_range("segment.min_stamps", message.segment.min_stamps, 0, MAX_CHECKPOINTS)
     return message
 
 

@@ -25,6 +25,7 @@ from typing import Final
 
 from eventface.domain.cursors import Listing
 from eventface.domain.errors import InvalidInputError
+from eventface.domain.limits import check_text
 from eventface.domain.model import MAX_TEXT, Page
 from eventface.domain.vip import (
     AlertJob,
@@ -34,7 +35,6 @@ from eventface.domain.vip import (
     StaffDevice,
     Venue,
     VipAlert,
-    check_text,
 )
 from eventface.observability import logger
 from eventface.ports_vip import CrmGateway

@@ -33,6 +33,7 @@ from eventface.domain.errors import (
     InvalidInputError,
     UnauthorizedError,
 )
+from eventface.domain.limits import check_name
 from eventface.domain.model import Page
 from eventface.ports import Clock
 from eventface.ports_access import ApiKeyRepository, AuditLog
@@ -93,11 +94,7 @@ def create_api_key(  # noqa: PLR0917 - the signature the API layer calls
         A bad name, no authorities or a ttl out of range.
     """
     _require(principal, Authority.API_KEYS)
-    clean_name = name.strip() if isinstance(name, str) else ""
-    if not 1 <= len(clean_name) <= MAX_NAME_LENGTH:
-        raise InvalidInputError(
-            f"name must be 1-{MAX_NAME_LENGTH} characters: say what the key is for, e.g. 'crm sync'"
-        )
+    clean_name = check_name("name", name, MAX_NAME_LENGTH)
     if not authorities:
         raise InvalidInputError("grant the key at least one authority, e.g. ['history']")
     if not MIN_TTL <= ttl <= MAX_TTL:

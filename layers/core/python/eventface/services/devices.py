@@ -21,10 +21,12 @@ from typing import Final
 from eventface.domain.access import secret_hash
 from eventface.domain.cursors import Listing
 from eventface.domain.errors import DependencyError, InvalidInputError, UnauthorizedError
+from eventface.domain.limits import check_name
 from eventface.domain.model import CredentialKind, Device, DeviceCredential, Page, check_id
 from eventface.services.deps import Deps
 
 MAX_KEY_LENGTH: Final = 256
+MAX_DEVICE_NAME: Final = 100
 #: How long an activation code can be redeemed.
 ACTIVATION_TTL: Final = timedelta(minutes=10)
 #: How long a rotated key keeps working beside the new one.
@@ -141,7 +143,7 @@ def _register(
         campaign_id=campaign_id,
         checkpoint_id=checkpoint_id,
         venue_id=venue_id,
-        name=name.strip()[:100],
+        name=check_name("name", name, MAX_DEVICE_NAME, required=False),
         created_at=now,
     )
     code = _new_code()

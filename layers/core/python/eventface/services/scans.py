@@ -165,7 +165,7 @@ def _apply_stamp_rules(
             event=event,
             audit=recorder.audit_for(event),
             cooldown_key=cooldown_key,
-            cooldown_until=now + timedelta(seconds=campaign.cooldown_seconds),
+            cooldown_until=now + campaign.cooldown,
             version=state.version,
         )
         if outcome.new_stamp:
