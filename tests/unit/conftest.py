@@ -57,6 +57,8 @@ class World:
     staff_devices: Any
     alerts: Any
     messages: Any
+    secrets: Any
+    egress: Any
 
 
 @pytest.fixture

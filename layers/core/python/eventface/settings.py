@@ -44,6 +44,7 @@ SNS_APNS_APPLICATION_ARN: Final = "EVENTFACE_SNS_APNS_APPLICATION_ARN"
 SNS_FCM_APPLICATION_ARN: Final = "EVENTFACE_SNS_FCM_APPLICATION_ARN"
 PUSH_WEBHOOK_SECRET_ID: Final = "EVENTFACE_PUSH_WEBHOOK_SECRET_ID"
 IDEMPOTENCY_TTL_HOURS: Final = "EVENTFACE_IDEMPOTENCY_TTL_HOURS"
+EGRESS_ALLOW: Final = "EVENTFACE_EGRESS_ALLOW"
 
 
 class SettingsError(RuntimeError):
@@ -234,6 +235,18 @@ class Settings:
         """How long a consumer remembers a job it handled (24 h: far beyond SQS redelivery)."""
         raw = self._optional(IDEMPOTENCY_TTL_HOURS) or "24"
         return _parse(IDEMPOTENCY_TTL_HOURS, raw, int, lambda v: 1 <= v <= 24 * 14, "1-336 hours")
+
+    @property
+    def egress_allow(self) -> frozenset[tuple[str, int]]:
+        """``address:port`` pairs outbound calls may reach although their address is not public
+        (the local stack's own loopback test servers); empty by default."""
+        from eventface.domain.egress import parse_allow_list
+
+        raw = self._optional(EGRESS_ALLOW) or ""
+        try:
+            return parse_allow_list(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{EGRESS_ALLOW}={raw!r} is not valid: {exc}") from None
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

@@ -23,8 +23,10 @@ from eventface.ports_access import ApiKeyRepository, AuditLog, RateLimiter, Toke
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,
+    EgressPolicy,
     MessageStore,
     StaffDeviceRepository,
+    TenantSecretCatalog,
     VenueRepository,
     VipMemberRepository,
 )
@@ -94,6 +96,10 @@ class Deps(Protocol):
     def crm(self) -> CrmDirectory: ...
     @property
     def push(self) -> PushSender: ...
+    @property
+    def egress(self) -> EgressPolicy: ...
+    @property
+    def secrets(self) -> TenantSecretCatalog: ...
     @property
     def faces(self) -> FaceAnalyzer: ...
     @property

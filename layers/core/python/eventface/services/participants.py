@@ -15,7 +15,7 @@ from eventface.domain.model import (
     Progress,
     check_nickname,
 )
-from eventface.domain.vip import LOCALES, check_push_endpoint
+from eventface.domain.vip import LOCALES, StaffPlatform, check_push_endpoint
 from eventface.services.deps import Deps
 
 
@@ -52,6 +52,9 @@ def register_participant(deps: Deps, registration: Registration) -> Participant:
     nickname = check_nickname(registration.nickname)
     if registration.push_endpoint is not None:
         check_push_endpoint(registration.push_endpoint)
+        platform, _, address = registration.push_endpoint.partition(":")
+        if platform == StaffPlatform.WEBHOOK:
+            deps.egress.check_url(address, what="push_token")
     if registration.locale not in LOCALES:
         raise InvalidInputError(f"locale must be one of {', '.join(LOCALES)}")
     campaign = deps.campaigns.get(registration.tenant_id, registration.campaign_id)
