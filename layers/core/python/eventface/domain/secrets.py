@@ -81,10 +81,16 @@ def check_tenant_secret(tenant_id: str, secret_id: str, *, what: str = "crm.secr
         raise InvalidInputError(f"{what} must be a secret name, not an ARN: {hint}")
     if not secret_id.startswith(prefix):
         raise InvalidInputError(f"{what} {secret_id!r} is not one of this tenant's secrets: {hint}")
-    if len(secret_id) > MAX_SECRET_NAME or not _LEAF.fullmatch(secret_id[len(prefix) :]):
+    leaf = secret_id[len(prefix) :]
+    if (
+        len(secret_id) > MAX_SECRET_NAME
+        or not _LEAF.fullmatch(leaf)
+        or any(part in (".", "..") for part in leaf.split("/"))
+    ):
         raise InvalidInputError(
             f"{what} {secret_id!r} is not a valid secret name: after {prefix!r} use 1 or more "
-            f"'/'-separated parts of letters, digits and _+=.@- (at most {MAX_SECRET_NAME} characters)"
+            f"'/'-separated parts of letters, digits and _+=.@- (not '.' or '..'; at most "
+            f"{MAX_SECRET_NAME} characters). GET /v1/crm/secrets lists the names this tenant may use"
         )
     return secret_id
 
