@@ -67,6 +67,10 @@ class WebhookProvider:
         HMAC-SHA256 key; the body's signature goes in ``X-Signature: sha256=<hex>``.
     timeout
         Seconds for connecting and for each read.
+    opener
+        The ``urllib`` opener that sends the requests. The default follows no redirects and checks
+        nothing else about the address: a caller that posts to URLs other people chose should pass
+        one that enforces its egress policy (what it raises for a refused address propagates).
 
     Notes
     -----
@@ -74,12 +78,18 @@ class WebhookProvider:
     :class:`EndpointDisabledError`; any other non-2xx status raises :class:`PermanentPushError`.
     """
 
-    def __init__(self, secret: bytes, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        timeout: float = 5.0,
+        *,
+        opener: urllib.request.OpenerDirector | None = None,
+    ) -> None:
         if not secret:
             raise ValueError("secret must not be empty; pass the shared HMAC key as bytes")
         self._secret = secret
         self._timeout = timeout
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = opener if opener is not None else urllib.request.build_opener(_NoRedirect)
 
     def send(self, recipient: Recipient, message: Message) -> str:
         """POST the message to ``recipient.address`` and return the message id sent with it."""

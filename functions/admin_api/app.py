@@ -457,6 +457,15 @@ def update_venue(venue_id: str) -> Response:
     return json_response(encoding.venue(venue_service.update_venue(svc.deps, tenant, venue_id, changes)))
 
 
+@app.route("/v1/crm/secrets", methods=["GET"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TENANT_ADMIN, "crm_secrets.list")
+def list_crm_secrets() -> Response:
+    svc, tenant, _ = _call()
+    prefix, names = venue_service.crm_secrets(svc.deps, tenant)
+    return json_response({"prefix": prefix, "secret_ids": list(names)})
+
+
 @app.route("/v1/venues/{venue_id}/members", methods=["POST"])
 @handled(ADMIN_ERRORS)
 @guard.route(Authority.TARGETS, "members.add")

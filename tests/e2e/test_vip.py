@@ -81,7 +81,7 @@ def scene(stack: LocalStack, photo_bytes: Callable[[str], bytes]) -> Scene:
             "kind": "rest",
             "url": stack.crm.profile_url_template,
             "field_map": dict(SAMPLE_FIELD_MAP),
-            "secret_id": stack.crm_secret_arn,
+            "secret_id": stack.crm_secret_id,
             "deadline_ms": DEADLINE_MS,
         },
     }

@@ -507,6 +507,7 @@ GUARDED: list[tuple[str, str, Authority | None]] = [
     ("GET", "/v1/venues", Authority.VENUE_STAFF),
     ("GET", "/v1/venues/x", Authority.VENUE_STAFF),
     ("PATCH", "/v1/venues/x", Authority.TENANT_ADMIN),
+    ("GET", "/v1/crm/secrets", Authority.TENANT_ADMIN),
     ("POST", "/v1/venues/x/members", Authority.TARGETS),
     ("GET", "/v1/venues/x/members", Authority.TARGETS),
     ("GET", "/v1/venues/x/members/y", Authority.TARGETS),

@@ -36,7 +36,7 @@ from eventface.domain.vip import (
 from eventface.local.apps import FUNCTIONS_DIR, load_app
 from eventface.local.crm_server import SAMPLE_FIELD_MAP, CrmTestServer
 from eventface.local.pump import LambdaContext, sqs_event
-from eventface.settings import PUSH_INBOX_DIR, TABLE_PREFIX, Settings, from_environ
+from eventface.settings import EGRESS_ALLOW, PUSH_INBOX_DIR, TABLE_PREFIX, Settings, from_environ
 from mobile_push import read_inbox
 
 VENUE = "grand-hotel"
@@ -51,10 +51,7 @@ DEADLINE_MARGIN_S = 1.5
 
 @pytest.fixture
 def shared_prefix(table_prefix: str) -> str:
-    """moto in-process with every table (the conftest's ``table_prefix``) and the CRM secrets."""
-    secrets = aws.client("secretsmanager")
-    secrets.create_secret(Name="crm/acme", SecretString=AUTH)
-    secrets.create_secret(Name="crm/hook", SecretString=WEBHOOK_KEY)
+    """moto in-process with every table (the conftest's ``table_prefix``)."""
     return table_prefix
 
 
@@ -77,7 +74,7 @@ class Stack:
             kind=CrmKind.REST,
             url=self.crm.profile_url_template,
             field_map=dict(SAMPLE_FIELD_MAP),
-            secret_id="crm/acme",
+            secret_id=f"eventface/tenants/{self.tenant}/crm-api-key",
             deadline_ms=deadline_ms,
         )
 
@@ -93,10 +90,18 @@ class Stack:
 def stack(shared_prefix: str, tmp_path: Path, crm: CrmTestServer) -> Stack:
     """The real adapters on moto (bootstrap with the deployment's CRM directory and push sender)."""
     inbox = tmp_path / "inbox"
-    settings = from_environ({TABLE_PREFIX: shared_prefix, PUSH_INBOX_DIR: str(inbox)})
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    # the tenant's CRM secrets, named under its prefix
+    secrets = aws.client("secretsmanager")
+    secrets.create_secret(Name=f"eventface/tenants/{tenant}/crm-api-key", SecretString=AUTH)
+    secrets.create_secret(Name=f"eventface/tenants/{tenant}/crm-hook", SecretString=WEBHOOK_KEY)
+    # the loopback CRM is allow-listed, as the local stack allow-lists its own
+    settings = from_environ(
+        {TABLE_PREFIX: shared_prefix, PUSH_INBOX_DIR: str(inbox), EGRESS_ALLOW: crm.egress_allow_entry}
+    )
     push = build_push_sender(settings, sleep=lambda _: None)
     deps = bootstrap.bootstrap(settings, push=push).deps
-    return Stack(settings, deps, inbox, crm, f"t{uuid.uuid4().hex[:10]}")
+    return Stack(settings, deps, inbox, crm, tenant)
 
 
 @pytest.fixture
@@ -214,7 +219,11 @@ def test_vip_enrich_crm_past_its_deadline_stores_unavailable_in_time(
 def test_vip_enrich_webhook_crm_receives_the_signed_sighting(
     stack: Stack, make_alert: Callable[..., AlertJob]
 ) -> None:
-    webhook = CrmConfig(kind=CrmKind.WEBHOOK, url=stack.crm.webhook_url, secret_id="crm/hook")
+    webhook = CrmConfig(
+        kind=CrmKind.WEBHOOK,
+        url=stack.crm.webhook_url,
+        secret_id=f"eventface/tenants/{stack.tenant}/crm-hook",
+    )
     job = make_alert(webhook)
     response = vip_enrich.enrich(
         sqs_event([_message(alert_job_to_json(job), VENUE)], SIGHTINGS_ARN),

@@ -10,7 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 from eventface import aws
-from eventface.adapters.crm import CircuitBreaker, RestCrmConnector, WebhookCrmConnector
+from eventface.adapters.crm import (
+    CircuitBreaker,
+    RestCrmConnector,
+    Transport,
+    WebhookCrmConnector,
+    guarded_transport,
+)
+from eventface.adapters.egress import EgressGuard
+from eventface.domain.egress import EgressRules, parse_allow_list
 from eventface.domain.errors import DependencyError
 from eventface.local.crm_server import CrmTestServer
 
@@ -37,8 +45,20 @@ def crm() -> Iterator[CrmTestServer]:
         yield server
 
 
+def _allowing(*entries: str) -> Transport:
+    """Real HTTP under the local stack's egress rules (http allowed) with only ``entries``
+    (``127.0.0.1:<port>``) allow-listed: loopback is refused otherwise."""
+    rules = EgressRules(https_only=False, allow=parse_allow_list(",".join(entries)))
+    return guarded_transport(EgressGuard(rules))
+
+
 def _connector(crm: CrmTestServer, **options: object) -> RestCrmConnector:
-    settings: dict[str, object] = {"auth_value": "Bearer lit3ral", "timeout_s": 2.0, "retries": 3}
+    settings: dict[str, object] = {
+        "auth_value": "Bearer lit3ral",
+        "timeout_s": 2.0,
+        "retries": 3,
+        "transport": _allowing(crm.egress_allow_entry),
+    }
     settings.update(options)
     return RestCrmConnector(crm.profile_url_template, FIELD_MAP, **settings)  # type: ignore[arg-type]
 
@@ -189,7 +209,11 @@ def test_rest_connector_unreachable_crm_is_unavailable() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     connector = RestCrmConnector(
-        f"http://127.0.0.1:{port}/api/{{customer_id}}", FIELD_MAP, retries=2, sleep=lambda _: None
+        f"http://127.0.0.1:{port}/api/{{customer_id}}",
+        FIELD_MAP,
+        retries=2,
+        sleep=lambda _: None,
+        transport=_allowing(f"127.0.0.1:{port}"),
     )
     # when
     result = connector.lookup("vip-1", deadline_s=1.0)
@@ -201,7 +225,9 @@ def test_rest_connector_unreachable_crm_is_unavailable() -> None:
 
 def test_webhook_notify_is_signed_over_the_raw_body(crm: CrmTestServer) -> None:
     # given a webhook that checks the HMAC of the body it receives
-    connector = WebhookCrmConnector(crm.webhook_url, WEBHOOK_SECRET, timeout_s=2.0)
+    connector = WebhookCrmConnector(
+        crm.webhook_url, WEBHOOK_SECRET, timeout_s=2.0, transport=_allowing(crm.egress_allow_entry)
+    )
     sighting: dict[str, object] = {"venue_id": "v-1", "customer_id": "vip-1", "similarity": 0.71}
     # when
     connector.notify(sighting)
@@ -215,7 +241,9 @@ def test_webhook_notify_is_signed_over_the_raw_body(crm: CrmTestServer) -> None:
 
 
 def test_webhook_notify_with_the_wrong_secret_is_refused(crm: CrmTestServer) -> None:
-    connector = WebhookCrmConnector(crm.webhook_url, b"not-the-key", timeout_s=2.0)
+    connector = WebhookCrmConnector(
+        crm.webhook_url, b"not-the-key", timeout_s=2.0, transport=_allowing(crm.egress_allow_entry)
+    )
     with pytest.raises(DependencyError, match="answered 401"):
         connector.notify({"customer_id": "vip-1"})
     assert [w.signature_valid for w in crm.webhook_received] == [False]

@@ -16,11 +16,20 @@ from typing import Any
 
 import pytest
 
-from eventface.adapters.crm import RestCrmConnector, WebhookCrmConnector
+from eventface.adapters.crm import RestCrmConnector, Transport, WebhookCrmConnector, guarded_transport
+from eventface.adapters.egress import EgressGuard
+from eventface.domain.egress import EgressRules, parse_allow_list
 from eventface.local.crm_server import SAMPLE_FIELD_MAP, SAMPLE_PROFILES, CrmTestServer
 
 AUTH = "Bearer s3cret"
 SECRET = b"webhook-key"
+
+
+def _allowing(crm: CrmTestServer) -> Transport:
+    """Real HTTP under the local stack's egress rules (http allowed) with only this CRM
+    allow-listed: loopback is refused otherwise."""
+    rules = EgressRules(https_only=False, allow=parse_allow_list(crm.egress_allow_entry))
+    return guarded_transport(EgressGuard(rules))
 
 
 @pytest.fixture
@@ -64,7 +73,9 @@ def _signed(body: bytes, secret: bytes = SECRET) -> dict[str, str]:
 
 def test_crm_server_sample_profiles_map_with_the_sample_field_map(crm: CrmTestServer) -> None:
     # given a connector configured as a venue would configure it for the sample CRM
-    connector = RestCrmConnector(crm.profile_url_template, SAMPLE_FIELD_MAP, auth_value=AUTH)
+    connector = RestCrmConnector(
+        crm.profile_url_template, SAMPLE_FIELD_MAP, auth_value=AUTH, transport=_allowing(crm)
+    )
     # when a Japanese and an English VIP are looked up
     yamada = connector.lookup("hotel-1001", deadline_s=2.0)
     oneill = connector.lookup("golf-2002", deadline_s=2.0)
@@ -146,7 +157,11 @@ def test_crm_server_profiles_are_copied_and_can_be_changed_at_run_time() -> None
 def test_crm_server_webhook_with_valid_signature_is_accepted_and_recorded(crm: CrmTestServer) -> None:
     # given a real webhook connector with the shared secret
     connector = WebhookCrmConnector(
-        crm.webhook_url, SECRET, timeout_s=2.0, wall_clock=lambda: 1_700_000_123.9
+        crm.webhook_url,
+        SECRET,
+        timeout_s=2.0,
+        wall_clock=lambda: 1_700_000_123.9,
+        transport=_allowing(crm),
     )
     # when it notifies a sighting
     connector.notify({"customer_id": "hotel-1001", "venue_id": "v-1"})
@@ -224,7 +239,9 @@ def test_crm_server_down_answers_503_and_keeps_fail_next_for_later(crm: CrmTestS
 def test_crm_server_latency_delays_answers_past_a_connector_timeout(crm: CrmTestServer) -> None:
     # given a CRM answering after 0.3 s and a connector allowed 0.1 s
     crm.set_latency(0.3)
-    connector = RestCrmConnector(crm.profile_url_template, SAMPLE_FIELD_MAP, auth_value=AUTH, retries=1)
+    connector = RestCrmConnector(
+        crm.profile_url_template, SAMPLE_FIELD_MAP, auth_value=AUTH, retries=1, transport=_allowing(crm)
+    )
     # when
     lookup = connector.lookup("hotel-1001", deadline_s=0.1)
     started = time.monotonic()

@@ -60,6 +60,8 @@ class World:
     memberships: Any
     users: Any
     cursors: Any
+    secrets: Any
+    egress: Any
 
 
 @pytest.fixture

@@ -45,7 +45,10 @@ REST = CrmConfig(
     deadline_ms=1500,
 )
 WEBHOOK = CrmConfig(
-    kind=CrmKind.WEBHOOK, url="https://crm.example/hooks/sightings", secret_id="crm/hook", deadline_ms=500
+    kind=CrmKind.WEBHOOK,
+    url="https://crm.example/hooks/sightings",
+    secret_id="eventface/tenants/acme/crm-hook",
+    deadline_ms=500,
 )
 PROFILE = CrmProfile("hotel-1001", "山田 太郎", "Platinum", {"drink": "緑茶"})
 
@@ -504,10 +507,14 @@ def test_crm_directory_keeps_one_connector_per_venue_and_config() -> None:
 
 def test_crm_directory_rest_timeout_is_half_the_deadline_and_no_crm_is_none() -> None:
     directory = VenueCrmDirectory()
-    connector = directory.gateway(_venue(replace(REST, deadline_ms=1200, secret_id="crm/key")))
+    connector = directory.gateway(
+        _venue(replace(REST, deadline_ms=1200, secret_id="eventface/tenants/acme/crm-key"))
+    )
     assert isinstance(connector, RestCrmConnector)
     assert connector.timeout_s == pytest.approx(0.6)
-    assert connector.secret_id == "crm/key" and connector.field_map == dict(REST.field_map)
+    assert connector.secret_id == "eventface/tenants/acme/crm-key" and connector.field_map == dict(
+        REST.field_map
+    )
     assert directory.gateway(_venue(CrmConfig())) is None
 
 
@@ -532,7 +539,7 @@ class FakeSecrets:
 
 def test_crm_directory_webhook_reads_its_key_on_first_use_and_signs_the_sighting() -> None:
     # given a webhook CRM whose key is a secret, and a transport that records the request
-    secrets = FakeSecrets({"crm/hook": "k3y"})
+    secrets = FakeSecrets({"eventface/tenants/acme/crm-hook": "k3y"})
     sent: list[tuple[urllib.request.Request, float]] = []
 
     def transport(request: urllib.request.Request, timeout_s: float) -> HttpAnswer:
@@ -561,5 +568,7 @@ def test_crm_directory_webhook_missing_secret_is_a_dependency_error() -> None:
 
     gateway = VenueCrmDirectory(secrets_client=Missing()).gateway(_venue(WEBHOOK))
     assert gateway is not None
-    with pytest.raises(DependencyError, match="check that the secret 'crm/hook' exists"):
+    with pytest.raises(
+        DependencyError, match="check that the secret 'eventface/tenants/acme/crm-hook' exists"
+    ):
         gateway.notify({"alert_id": "a1"})

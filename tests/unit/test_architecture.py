@@ -105,3 +105,28 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
         f"{bad} imports boto3",
         f"{bad} imports eventface.adapters",
     ]
+
+
+#: Opening sockets or HTTP connections directly: only the egress adapter does it for the platform
+#: (tenant-given URLs), so that every outbound call passes the egress policy.
+_RAW_NETWORK = ("urlopen", "build_opener", "create_connection", "HTTPConnection", "HTTPSConnection")
+
+
+def test_outbound_http_goes_through_the_egress_adapter() -> None:
+    # eventface.local is the developer's stack (its own loopback clients); mobile_push takes the opener
+    # it is given (its stand-alone default is for other callers; eventface always passes the guard's)
+    allowed = {EVENTFACE / "adapters" / "egress.py", ROOT / "mobile_push" / "webhook.py"}
+    files = [
+        path
+        for path in [*_py(EVENTFACE), *_py(ROOT / "functions"), *_py(ROOT / "mobile_push")]
+        if path not in allowed and EVENTFACE / "local" not in path.parents
+    ]
+    found = [
+        f"{_shown(path)} uses {name}"
+        for path in files
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        for name in _RAW_NETWORK
+        if isinstance(node, ast.Attribute | ast.Name)
+        and name in (getattr(node, "attr", None), getattr(node, "id", None))
+    ]
+    assert found == []

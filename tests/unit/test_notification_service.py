@@ -23,6 +23,7 @@ from eventface.services import push_messages as messages
 from eventface.services.deps import Policy
 from eventface.services.notifications import dispatch_job
 from eventface.settings import (
+    EGRESS_ALLOW,
     PUSH_INBOX_DIR,
     PUSH_WEBHOOK_SECRET_ID,
     SNS_APNS_APPLICATION_ARN,
@@ -355,7 +356,9 @@ class FakeSecrets:
 def test_webhook_push_is_signed_with_the_secret_read_once(hook: Hook) -> None:
     # given a sender whose webhook key is a secret
     secrets = FakeSecrets("s3cret")
-    settings = Settings({PUSH_WEBHOOK_SECRET_ID: "push/webhook"})
+    # (the loopback test webhook is allow-listed, as the local stack allow-lists its own)
+    port = hook.url.split(":")[2].split("/")[0]
+    settings = Settings({PUSH_WEBHOOK_SECRET_ID: "push/webhook", EGRESS_ALLOW: f"127.0.0.1:{port}"})
     sender = push.build_push_sender(settings, secrets_client=lambda: secrets, sleep=lambda _: None)
     assert secrets.reads == 0  # nothing is read before the first push
     # when two pushes go to a webhook device

@@ -255,7 +255,7 @@ def test_venue_settings_are_checked(world, kwargs, match):
 
 def test_venue_update_keeps_what_is_not_changed_and_detects_conflicts(world, venue):
     # given
-    crm = CrmConfig(CrmKind.REST, "http://127.0.0.1:9/customers/{customer_id}", {"name": "profile.name"})
+    crm = CrmConfig(CrmKind.REST, "https://crm.example/customers/{customer_id}", {"name": "profile.name"})
     # when
     updated = venues.update_venue(world.services.deps, TENANT, venue.venue_id, venues.VenueChanges(crm=crm))
     # then

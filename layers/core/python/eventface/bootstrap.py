@@ -53,8 +53,10 @@ from eventface.ports_access import (
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,
+    EgressPolicy,
     MessageStore,
     StaffDeviceRepository,
+    TenantSecretCatalog,
     VenueRepository,
     VipMemberRepository,
 )
@@ -98,6 +100,8 @@ PORTS: Final = (
     "messages",
     "crm",
     "push",
+    "egress",
+    "secrets",
     "faces",
     "clock",
     "policy",
@@ -309,9 +313,28 @@ class Container:
         return self._get("crm", self._make_crm)
 
     def _make_crm(self) -> CrmDirectory:
-        from eventface.adapters.crm import VenueCrmDirectory
+        from eventface.adapters.crm import VenueCrmDirectory, guarded_transport
+        from eventface.adapters.egress import guard_from_settings
 
-        return VenueCrmDirectory()
+        return VenueCrmDirectory(transport=guarded_transport(guard_from_settings(self.settings)))
+
+    @property
+    def egress(self) -> EgressPolicy:
+        return self._get("egress", self._make_egress)
+
+    def _make_egress(self) -> EgressPolicy:
+        from eventface.adapters.egress import guard_from_settings
+
+        return guard_from_settings(self.settings)
+
+    @property
+    def secrets(self) -> TenantSecretCatalog:
+        return self._get("secrets", self._make_secrets)
+
+    def _make_secrets(self) -> TenantSecretCatalog:
+        from eventface.adapters.tenant_secrets import SecretsManagerSecretCatalog
+
+        return SecretsManagerSecretCatalog()
 
     @property
     def push(self) -> PushSender:

@@ -202,3 +202,21 @@ class CrmDirectory(Protocol):
     def gateway(self, venue: Venue) -> CrmGateway | None:
         """The venue's connector; None when the venue has no CRM."""
         ...
+
+
+class EgressPolicy(Protocol):
+    """Where the platform may send requests on a tenant's behalf (CRM URLs, webhooks)."""
+
+    def check_url(self, url: str, *, what: str) -> None:
+        """Raise ``InvalidInputError`` (naming the field ``what``) when ``url`` may not be called:
+        a refused scheme, or a host that is or resolves to a non-public address."""
+        ...
+
+
+class TenantSecretCatalog(Protocol):
+    """The names of the secrets a tenant may give its CRM connectors (never their values)."""
+
+    def names(self, tenant_id: str) -> tuple[str, ...]:
+        """The tenant's secret names (under ``eventface/tenants/<tenant_id>/``), sorted; raises
+        ``DependencyError`` when the secret store cannot be read."""
+        ...

@@ -53,6 +53,7 @@ EDGE_MAX_PIXELS: Final = "EVENTFACE_EDGE_MAX_PIXELS"
 REGISTRATION_MAX_PIXELS: Final = "EVENTFACE_REGISTRATION_MAX_PIXELS"
 #: The pixel caps may be lowered, or raised up to face_engine's absolute cap (40 MP).
 _PIXEL_CAP_RANGE: Final = (300_000, 40_000_000)
+EGRESS_ALLOW: Final = "EVENTFACE_EGRESS_ALLOW"
 
 
 class SettingsError(RuntimeError):
@@ -291,6 +292,18 @@ class Settings:
     def registration_max_pixels(self) -> int:
         """Largest registration photo (participant or VIP member), in pixels (24 MP)."""
         return self._pixels(REGISTRATION_MAX_PIXELS, 24_000_000)
+
+    @property
+    def egress_allow(self) -> frozenset[tuple[str, int]]:
+        """``address:port`` pairs outbound calls may reach although their address is not public
+        (the local stack's own loopback test servers); empty by default."""
+        from eventface.domain.egress import parse_allow_list
+
+        raw = self._optional(EGRESS_ALLOW) or ""
+        try:
+            return parse_allow_list(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{EGRESS_ALLOW}={raw!r} is not valid: {exc}") from None
 
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:

@@ -18,6 +18,11 @@ dependency) with
 
 :class:`WebhookCrmConnector` pushes sightings to a CRM that wants to be told (HMAC-signed JSON) and
 provides no profiles.
+
+Every call goes through the egress policy (:mod:`eventface.adapters.egress`: public addresses only,
+https outside the local stack, no redirects followed); a refused call is ``unavailable`` (or a
+failed notification) with the reason, and nothing is sent. :class:`VenueCrmDirectory` uses a
+venue's secret only if it is named under the venue's tenant (:mod:`eventface.domain.secrets`).
 """
 
 from __future__ import annotations
@@ -36,13 +41,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from functools import cache
-from typing import IO, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eventface import aws
+from eventface.adapters.egress import EgressGuard, EgressRefusedError, guard_from_settings
 from eventface.domain.errors import DependencyError, InvalidInputError
+from eventface.domain.secrets import check_tenant_secret
 from eventface.domain.vip import CrmConfig, CrmKind, CrmProfile, ProfileLookup, Venue
 from eventface.ports_vip import CrmGateway
 
@@ -68,29 +74,35 @@ class HttpAnswer:
 Transport = Callable[[urllib.request.Request, float], HttpAnswer]
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Refuses redirects: urllib would forward the Authorization header to wherever they point."""
-
-    # The signature is urllib's (positional arguments included), so it cannot be narrowed.
-    def redirect_request(  # noqa: PLR0917
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: Any,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
+def _send(
+    opener: urllib.request.OpenerDirector, request: urllib.request.Request, timeout_s: float
+) -> HttpAnswer:
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return HttpAnswer(int(response.status), response.read(MAX_BODY_BYTES + 1))
+    except urllib.error.HTTPError as exc:
+        # Error bodies are not needed; the status says what happened.
+        exc.close()
+        return HttpAnswer(exc.code, b"")
 
 
-@cache
-def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_NoRedirect)
+def guarded_transport(guard: EgressGuard) -> Transport:
+    """A transport whose every connection passes ``guard`` (the composition root's choice).
+
+    It raises :class:`~eventface.adapters.egress.EgressRefusedError` for a refused target, follows
+    no redirect (a 3xx is an answer) and uses no proxy.
+    """
+    opener = guard.opener()
+
+    def send(request: urllib.request.Request, timeout_s: float) -> HttpAnswer:
+        return _send(opener, request, timeout_s)
+
+    return send
 
 
 def urllib_transport(request: urllib.request.Request, timeout_s: float) -> HttpAnswer:
-    """Send ``request`` with the standard library and return its answer (any status).
+    """Send ``request`` with the standard library, through the deployment's egress policy
+    (:func:`~eventface.adapters.egress.guard_from_settings`), and return its answer (any status).
 
     Parameters
     ----------
@@ -103,14 +115,13 @@ def urllib_transport(request: urllib.request.Request, timeout_s: float) -> HttpA
     -------
     HttpAnswer
         The status and at most ``MAX_BODY_BYTES + 1`` bytes of the body.
+
+    Raises
+    ------
+    EgressRefusedError
+        When the egress policy refuses the target (never sent).
     """
-    try:
-        with _opener().open(request, timeout=timeout_s) as response:
-            return HttpAnswer(int(response.status), response.read(MAX_BODY_BYTES + 1))
-    except urllib.error.HTTPError as exc:
-        # Error bodies are not needed; the status says what happened.
-        exc.close()
-        return HttpAnswer(exc.code, b"")
+    return _send(guard_from_settings().opener(), request, timeout_s)
 
 
 class BreakerState(Enum):
@@ -501,6 +512,9 @@ class RestCrmConnector:
         where = _origin(url)
         try:
             answer = self._transport(request, timeout_s)
+        except EgressRefusedError as exc:
+            # Policy, not CRM trouble: never retried, nothing was sent.
+            return _Attempt("final", f"the CRM at {where} was not called: {exc}")
         except TimeoutError:
             return _Attempt("retryable", f"the CRM at {where} did not answer within {timeout_s:.3g} s")
         except urllib.error.URLError as exc:
@@ -524,6 +538,12 @@ class RestCrmConnector:
                 self._secret_text.forget()
             return _Attempt(
                 "final", f"the CRM at {where} refused our credentials ({status}): check the CRM secret"
+            )
+        if 300 <= status < 400:
+            return _Attempt(
+                "final",
+                f"the CRM at {where} answered {status}, a redirect, which is not followed: "
+                "set the connector's URL to where it points",
             )
         return _Attempt("final", f"the CRM at {where} answered {status}: check the connector's URL")
 
@@ -671,6 +691,8 @@ class WebhookCrmConnector:
         where = _origin(self.url)
         try:
             answer = self._transport(request, self.timeout_s)
+        except EgressRefusedError as exc:
+            raise DependencyError(f"the CRM webhook at {where} was not called: {exc}") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise DependencyError(
                 f"the CRM webhook at {where} could not be reached ({exc}): the sighting was not "
@@ -720,6 +742,23 @@ class _SecretWebhookCrm:
         self._connector[1].notify(sighting)
 
 
+class _RefusedCrm:
+    """The connector of a venue whose CRM config may not be used (a secret outside the venue's
+    tenant): no secret is read and nothing is sent; lookups are ``unavailable`` with the reason and
+    notifications fail with it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def lookup(self, customer_id: str, *, deadline_s: float) -> ProfileLookup:
+        """Answer ``unavailable`` with the reason, at once."""
+        return ProfileLookup(None, "unavailable", self.reason)
+
+    def notify(self, sighting: dict[str, object]) -> None:
+        """Refuse: DependencyError with the reason (nothing is sent)."""
+        raise DependencyError(self.reason)
+
+
 class VenueCrmDirectory:
     """The CRM connector of each venue, built from its :class:`~eventface.domain.vip.CrmConfig` and
     kept for the life of the container, so that a connector's circuit breaker and profile cache
@@ -728,7 +767,9 @@ class VenueCrmDirectory:
     A connector is kept per (tenant, venue) together with the config it was built from: the same
     config gets the same connector, a changed config (the venue was edited) a new one. Building does
     no I/O (secrets are read on first use). At most ``max_venues`` connectors are kept, least
-    recently used dropped first.
+    recently used dropped first. A ``crm.secret_id`` outside the venue's tenant
+    (:func:`~eventface.domain.secrets.check_tenant_secret`) gets a connector that reads and sends
+    nothing and answers ``unavailable`` with the reason.
 
     The per-attempt timeout of a REST connector is half the venue's ``deadline_ms``: a first attempt
     that hangs still leaves time for one retry before the deadline (the connector also never lets
@@ -739,7 +780,8 @@ class VenueCrmDirectory:
     secrets_client
         A Secrets Manager client for the connectors; ``aws.client("secretsmanager")`` on first use.
     transport
-        The HTTP sender of every connector (tests inject one; real HTTP by default).
+        The HTTP sender of every connector (tests inject one; by default real HTTP through the
+        deployment's egress policy).
     max_venues
         Most connectors kept (at least 1).
     """
@@ -783,7 +825,7 @@ class VenueCrmDirectory:
             if kept is not None and kept[0] == crm:
                 self._gateways.move_to_end(key)
                 return kept[1]
-        built = self._build(crm)
+        built = self._build(crm, venue.tenant_id)
         with self._lock:
             kept = self._gateways.get(key)
             if kept is not None and kept[0] == crm:
@@ -796,7 +838,14 @@ class VenueCrmDirectory:
                 self._gateways.popitem(last=False)
             return built
 
-    def _build(self, crm: CrmConfig) -> CrmGateway:
+    def _build(self, crm: CrmConfig, tenant_id: str) -> CrmGateway:
+        if crm.secret_id:
+            # Checked again here, not only when the venue was saved: a record written before the
+            # rule (or around the service) must not make the platform read another tenant's secret.
+            try:
+                check_tenant_secret(tenant_id, crm.secret_id)
+            except InvalidInputError as exc:
+                return _RefusedCrm(f"the venue's CRM was not called: {exc}")
         deadline_s = crm.deadline_ms / 1000.0
         if crm.kind is CrmKind.REST:
             return RestCrmConnector(

@@ -464,6 +464,12 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     ports.setdefault("alerts", memory_vip.InMemoryAlertStore(audit))
     ports.setdefault("messages", memory_vip.InMemoryMessageStore())
     ports.setdefault("cursors", CursorSeal(TEST_CURSOR_KEY))
+    ports.setdefault("secrets", memory_vip.InMemorySecretCatalog())
+    from eventface.adapters.egress import EgressGuard, StaticResolver
+    from eventface.domain.egress import EgressRules
+
+    # The real rules with a resolver that knows no names (no DNS in unit tests).
+    ports.setdefault("egress", EgressGuard(EgressRules(), resolver=StaticResolver()))
     return ports
 
 

@@ -7,13 +7,14 @@ jobs beside every alert and message), one lock each. Not for production.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from eventface.adapters.memory import AuditAppender, _page
 from eventface.domain.errors import AlreadyExistsError, NotFoundError, StateConflictError
 from eventface.domain.model import NotificationJob, Page
+from eventface.domain.secrets import tenant_secret_prefix
 from eventface.domain.vip import (
     AlertJob,
     CampaignMessage,
@@ -300,3 +301,14 @@ class InMemoryMessageStore:
             current = self.get(tenant_id, campaign_id, message_id)
             counted = {outcome: getattr(current, outcome) + 1}
             self._items[(tenant_id, campaign_id, message_id)] = replace(current, **counted)
+
+
+class InMemorySecretCatalog:
+    """Secret names held in a set; a tenant sees those under its prefix."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.secret_names = set(names)
+
+    def names(self, tenant_id: str) -> tuple[str, ...]:
+        prefix = tenant_secret_prefix(tenant_id)
+        return tuple(sorted(n for n in self.secret_names if n.startswith(prefix)))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from eventface.adapters.egress import EgressGuard, EgressRefusedError, guard_from_settings
 from eventface.domain.vip import PushProvider
 from eventface.settings import (
     PUSH_INBOX_DIR,
@@ -79,25 +80,32 @@ class _LazySns:
 
 class _SecretWebhook:
     """Signed webhooks whose HMAC key is the Secrets Manager secret ``secret_id``, read on first use
-    and again after :data:`SECRET_CACHE_SECONDS` (a rotated secret is picked up)."""
+    and again after :data:`SECRET_CACHE_SECONDS` (a rotated secret is picked up). Every POST goes
+    through the egress ``guard``: a refused address is a permanent failure, and nothing is sent."""
 
     def __init__(
         self,
         secret_id: str,
         client: Callable[[], Any],
         *,
+        guard: EgressGuard,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.secret_id = secret_id
         self._client = client
+        self._guard = guard
         self._timeout = timeout
         self._clock = clock
         self._cached: tuple[float, bytes, WebhookProvider] | None = None
         self._lock = threading.Lock()
 
     def send(self, recipient: Recipient, message: Message) -> str:
-        return self._provider().send(recipient, message)
+        provider = self._provider()
+        try:
+            return provider.send(recipient, message)
+        except EgressRefusedError as exc:
+            raise PermanentPushError(f"the webhook was not called: {exc}") from exc
 
     def _provider(self) -> WebhookProvider:
         with self._lock:
@@ -108,7 +116,7 @@ class _SecretWebhook:
             if self._cached is not None and self._cached[1] == secret:
                 provider = self._cached[2]
             else:
-                provider = WebhookProvider(secret, timeout=self._timeout)
+                provider = WebhookProvider(secret, timeout=self._timeout, opener=self._guard.opener())
             self._cached = (now, secret, provider)
             return provider
 
@@ -162,7 +170,8 @@ def build_push_sender(
     ----------
     settings
         ``push_inbox_dir`` enables the ``inbox`` provider; ``sns_apns_application_arn`` and/or
-        ``sns_fcm_application_arn`` enable ``sns``; ``push_webhook_secret_id`` enables ``webhook``.
+        ``sns_fcm_application_arn`` enable ``sns``; ``push_webhook_secret_id`` enables ``webhook``
+        (whose POSTs pass the egress policy of ``stage`` and ``egress_allow``).
     sns_client, secrets_client
         Factories of the boto3 clients (``eventface.aws.client`` by default), called on first use.
     sleep
@@ -199,7 +208,9 @@ def build_push_sender(
     )
     secret_id = settings.push_webhook_secret_id
     providers[WEBHOOK] = (
-        _SecretWebhook(secret_id, secrets_client or _aws_client("secretsmanager"))
+        _SecretWebhook(
+            secret_id, secrets_client or _aws_client("secretsmanager"), guard=guard_from_settings(settings)
+        )
         if secret_id
         else _Unconfigured(
             f"webhook pushes are not enabled: set {PUSH_WEBHOOK_SECRET_ID} to the Secrets Manager "

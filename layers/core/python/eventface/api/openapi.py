@@ -417,6 +417,7 @@ ADMIN_AUTHORITIES: Final[dict[str, str | None]] = {
     "listVenues": "venue_staff",
     "getVenue": "venue_staff",
     "updateVenue": "tenant_admin",
+    "listCrmSecrets": "tenant_admin",
     "addMember": "targets",
     "listMembers": "targets",
     "getMember": "targets",
@@ -689,6 +690,15 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 body=_ref("VenueChanges"),
             ),
         },
+        "/v1/crm/secrets": {
+            "get": _op(
+                "listCrmSecrets",
+                "The secret names this tenant may give a venue's crm.secret_id (never the values)",
+                "The tenant's prefix and the secrets named under it",
+                _ref("CrmSecrets"),
+                (),
+            ),
+        },
         "/v1/venues/{venue_id}/members": {
             "post": _op(
                 "addMember",
@@ -937,7 +947,8 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "photo": {"type": "string", "contentEncoding": "base64"},
                     "push_token": {
                         "type": "string",
-                        "description": "<platform>:<token>, platform apns, fcm, webhook or inbox",
+                        "description": "<platform>:<token>, platform apns, fcm, webhook or inbox (a "
+                        "webhook URL passes the egress policy, as crm.url does)",
                     },
                     "locale": {"enum": ["ja", "en"], "default": "en"},
                 },
@@ -1055,7 +1066,9 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "url": {
                         "type": "string",
                         "description": "rest: profile URL with {customer_id}; webhook: where sightings "
-                        "are posted",
+                        "are posted. https (http only on the local stack), and the host must resolve "
+                        "to public addresses only: no loopback, private, link-local or metadata "
+                        "address (400 otherwise); redirects are not followed",
                     },
                     "field_map": {
                         "type": "object",
@@ -1065,10 +1078,26 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                     "auth_header": {"type": "string", "default": "Authorization"},
                     "secret_id": {
                         "type": ["string", "null"],
-                        "description": "Secrets Manager secret: the auth header value (rest) or HMAC key "
-                        "(webhook)",
+                        "description": "Secrets Manager secret name under the caller's tenant, "
+                        "eventface/tenants/<tenant_id>/<name> (GET /v1/crm/secrets lists them): the auth "
+                        "header value (rest) or HMAC key (webhook). Another prefix or an ARN is 400",
                     },
                     "deadline_ms": {"type": "integer", "minimum": 50, "maximum": 10000, "default": 1500},
+                },
+            },
+            "CrmSecrets": {
+                "type": "object",
+                "properties": {
+                    "prefix": {
+                        "type": "string",
+                        "description": "Every secret of the tenant is named under this, e.g. "
+                        "eventface/tenants/acme/",
+                    },
+                    "secret_ids": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "The names that exist under the prefix, sorted",
+                    },
                 },
             },
             "VenueCreate": {
@@ -1133,7 +1162,11 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "properties": {
                     "name": {"type": "string", "maxLength": 100},
                     "platform": {"enum": ["apns", "fcm", "webhook", "inbox"]},
-                    "token": {"type": "string", "description": "Device token (apns, fcm) or URL (webhook)"},
+                    "token": {
+                        "type": "string",
+                        "description": "Device token (apns, fcm) or URL (webhook; it passes the egress "
+                        "policy, as crm.url does)",
+                    },
                     "locale": {"enum": ["ja", "en"], "default": "ja"},
                 },
             },

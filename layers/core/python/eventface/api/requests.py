@@ -190,7 +190,10 @@ def crm_config(value: Any) -> CrmConfig:
         raise InvalidInputError('crm.field_map must map names to dotted paths, e.g. {"name": "profile.name"}')
     secret_id = value.get("secret_id")
     if secret_id is not None and (not isinstance(secret_id, str) or not 0 < len(secret_id) <= 2048):
-        raise InvalidInputError("crm.secret_id must be a Secrets Manager secret id or ARN")
+        raise InvalidInputError(
+            "crm.secret_id must be a Secrets Manager secret name under eventface/tenants/<your tenant>/ "
+            "(GET /v1/crm/secrets lists them)"
+        )
     return CrmConfig(
         kind=kind,
         url=string(value, "url", default=""),

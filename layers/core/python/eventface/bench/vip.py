@@ -533,7 +533,7 @@ def set_up_venue(
         "kind": "rest",
         "url": stack.crm.profile_url_template,
         "field_map": dict(SAMPLE_FIELD_MAP),
-        "secret_id": stack.crm_secret_arn,
+        "secret_id": stack.crm_secret_id,
         "deadline_ms": deadline_ms,
     }
     venue_id = str(

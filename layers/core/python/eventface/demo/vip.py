@@ -1,11 +1,12 @@
 """The demo's VIP scene: a hotel lobby camera recognises members, the CRM is asked, staff are alerted.
 
 A tenant admin creates the venue with its CRM connector (the local stack's loopback CRM, its API
-key in Secrets Manager); the people desk registers two VIP members; a staff member subscribes two
-devices (Japanese and English); the operator activates the lobby camera. Then: a VIP arrives
-(alert with the CRM profile on both staff devices), stands in the lobby (recognised again, no
-second alert), the CRM goes down and another VIP arrives (alert "profile unavailable" within the
-venue's deadline), and the front desk acknowledges the first alert.
+key in Secrets Manager as the demo tenant's secret ``eventface/tenants/demo/crm-api-key``); the
+people desk registers two VIP members; a staff member subscribes two devices (Japanese and
+English); the operator activates the lobby camera. Then: a VIP arrives (alert with the CRM profile
+on both staff devices), stands in the lobby (recognised again, no second alert), the CRM goes down
+and another VIP arrives (alert "profile unavailable" within the venue's deadline), and the front
+desk acknowledges the first alert.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def run_vip_scene(
                     "kind": "rest",
                     "url": stack.crm.profile_url_template,
                     "field_map": dict(SAMPLE_FIELD_MAP),
-                    "secret_id": stack.crm_secret_arn,
+                    "secret_id": stack.crm_secret_id,
                     "deadline_ms": CRM_DEADLINE_MS,
                 },
             },
@@ -121,7 +122,7 @@ def run_vip_scene(
     camera = VenueCamera.activated(stack.edge_url, registration["activation_code"])
     say(
         f"Venue 'Grand Hotel Tokyo' ({venue_id}): CRM at {stack.crm.profile_url_template} (API key in "
-        f"Secrets Manager, {CRM_DEADLINE_MS} ms deadline), dedupe 30 min; VIPs "
+        f"Secrets Manager as {stack.crm_secret_id}, {CRM_DEADLINE_MS} ms deadline), dedupe 30 min; VIPs "
         + ", ".join(f"{p.name} ({m['tier']}, CRM {m['crm_customer_id']})" for p, _, m in members)
         + f"; staff devices: {', '.join(d['name'] + ' [' + d['locale'] + ']' for d in devices)}; "
         "lobby camera activated"

@@ -20,6 +20,7 @@ from eventface.domain.access import AuditEntry
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.limits import check_name, check_range, check_text, clamp
 from eventface.domain.model import MAX_CHECKPOINTS, MAX_TEXT, check_id
+from eventface.domain.secrets import check_tenant_secret
 
 DEFAULT_DEDUPE_MINUTES: Final = 30
 MAX_DEDUPE_MINUTES: Final = 24 * 60
@@ -50,8 +51,9 @@ class CrmConfig:
     field names (``name``, ``tier``, anything else) to dotted JSON paths of the answer, and the
     value of ``auth_header`` is read from the Secrets Manager secret ``secret_id`` (optional).
     ``webhook``: ``url`` receives every sighting as JSON signed with HMAC-SHA256, keyed by the
-    secret ``secret_id`` (required). ``deadline_ms`` bounds the callout: past it the alert goes
-    out marked "profile unavailable".
+    secret ``secret_id`` (required). A ``secret_id`` is a secret name under the venue's tenant,
+    ``eventface/tenants/<tenant_id>/<name>`` (:mod:`eventface.domain.secrets`). ``deadline_ms``
+    bounds the callout: past it the alert goes out marked "profile unavailable".
     """
 
     kind: CrmKind = CrmKind.NONE
@@ -123,6 +125,8 @@ def validate_venue(venue: Venue) -> Venue:
         "dedupe_minutes", venue.dedupe_minutes, 0, MAX_DEDUPE_MINUTES, " minutes (0: alert on every frame)"
     )
     validate_crm(venue.crm)
+    if venue.crm.kind is not CrmKind.NONE and venue.crm.secret_id is not None:
+        check_tenant_secret(venue.tenant_id, venue.crm.secret_id)
     return venue
 
 

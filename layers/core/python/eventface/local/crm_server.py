@@ -320,6 +320,12 @@ class CrmTestServer:
         return self._url
 
     @property
+    def egress_allow_entry(self) -> str:
+        """``127.0.0.1:<port>``: the entry of ``EVENTFACE_EGRESS_ALLOW`` that lets the platform call
+        this server (loopback is refused otherwise)."""
+        return self.url.removeprefix("http://")
+
+    @property
     def profile_url_template(self) -> str:
         """``<base>/customers/{customer_id}``: the ``url_template`` of a ``RestCrmConnector``."""
         return f"{self.url}{PROFILE_PATH}{{customer_id}}"

@@ -19,8 +19,12 @@
    which moves jobs onto their queues) and the schedules (the gallery erasure sweep,
    ``gallery_compaction``, every ``EVENTFACE_GALLERY_SWEEP_MINUTES``);
 5. a loopback CRM test server with sample profiles (:mod:`eventface.local.crm_server`; its API key
-   in Secrets Manager), SNS platform applications for APNs and FCM on moto, and a push inbox
-   directory (the ``inbox`` provider: one file of pushes per recipient).
+   in Secrets Manager as the demo tenant's secret ``eventface/tenants/demo/crm-api-key``), a
+   loopback push webhook receiver (its HMAC key the platform's secret
+   ``eventface/platform/push-webhook-key``), SNS platform applications for APNs and FCM on moto,
+   and a push inbox directory (the ``inbox`` provider: one file of pushes per recipient). The egress
+   allow-list (``EVENTFACE_EGRESS_ALLOW``) names exactly those two loopback servers: any other
+   loopback port (moto's, say) is refused to a venue's CRM or a webhook, as everywhere.
 
 On exit everything stops and the process environment is restored, so tests can start the stack
 after other fixtures and leave no trace. The runtime code does not know it runs here: only the
@@ -71,9 +75,12 @@ GRANTOR: Final = "local-stack"
 TABLE_PREFIX: Final = "eventface-local"
 #: The loopback CRM's API key, kept in the local Secrets Manager like a venue's real one.
 CRM_AUTH_VALUE: Final = "Bearer local-crm-key"
-CRM_SECRET_NAME: Final = "eventface-local/crm-api-key"
+CRM_SECRET_NAME: Final = f"eventface/tenants/{TENANT_ID}/crm-api-key"
+#: The push webhook receiver's HMAC key: a platform secret (no tenant may name it).
+PUSH_WEBHOOK_KEY: Final = "local-push-webhook-key"
+PUSH_WEBHOOK_SECRET_NAME: Final = "eventface/platform/push-webhook-key"
 #: The platform secret that signs pagination cursors (a fresh random value per stack).
-CURSOR_SECRET_NAME: Final = "eventface-local/cursor-key"
+CURSOR_SECRET_NAME: Final = "eventface/platform/cursor-key"
 #: The repository root (layers/core/python/eventface/local/stack.py -> five levels up).
 EDGE_APP: Final = "edge_api"
 ADMIN_APP: Final = "admin_api"
@@ -119,6 +126,8 @@ class LocalStack:
     inbox_dir: Path  # the inbox push provider's files: one JSON-lines file per recipient
     crm: CrmTestServer  # the loopback CRM with sample profiles (fault injection for the demo)
     crm_secret_arn: str  # its API key in Secrets Manager, for a venue's CRM connector
+    crm_secret_id: str  # the same secret's name (what a venue's crm.secret_id names)
+    push_webhook: CrmTestServer  # receives webhook pushes (POST <url>/webhooks/sightings, signed)
     aws_endpoint: str
     tenant_id: str
     gallery_bucket: str
@@ -286,7 +295,9 @@ def running_stack(
         spill_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventface-spill-"))
         inbox_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventface-inbox-"))
         crm = stack.enter_context(CrmTestServer(SAMPLE_PROFILES, auth_value=CRM_AUTH_VALUE))
-        secret_arn = _crm_secret()
+        secret_arn = _secret(CRM_SECRET_NAME, CRM_AUTH_VALUE)
+        push_webhook = stack.enter_context(CrmTestServer({}, webhook_secret=PUSH_WEBHOOK_KEY.encode()))
+        _secret(PUSH_WEBHOOK_SECRET_NAME, PUSH_WEBHOOK_KEY)
         sns = aws.client("sns")
         environment = {
             "EVENTFACE_STAGE": STAGE,
@@ -296,6 +307,8 @@ def running_stack(
             "EVENTFACE_SIGHTING_QUEUE_URL": resources.queue_urls["sightings"],
             "EVENTFACE_SPILL_DIR": spill_dir,
             "EVENTFACE_PUSH_INBOX_DIR": inbox_dir,
+            "EVENTFACE_PUSH_WEBHOOK_SECRET_ID": PUSH_WEBHOOK_SECRET_NAME,
+            "EVENTFACE_EGRESS_ALLOW": f"{crm.egress_allow_entry},{push_webhook.egress_allow_entry}",
             "EVENTFACE_SNS_APNS_APPLICATION_ARN": create_platform_application(
                 sns, f"{TABLE_PREFIX}-apns", "APNS"
             ),
@@ -339,6 +352,8 @@ def running_stack(
             inbox_dir=Path(inbox_dir),
             crm=crm,
             crm_secret_arn=secret_arn,
+            crm_secret_id=CRM_SECRET_NAME,
+            push_webhook=push_webhook,
             aws_endpoint=endpoint,
             tenant_id=TENANT_ID,
             gallery_bucket=resources.gallery_bucket,
@@ -354,26 +369,20 @@ def _schedules() -> dict[str, tuple[float, Handler]]:
     return {name: (period, load_handler(handler)) for name, handler in SCHEDULED_CONSUMERS.items()}
 
 
-def _crm_secret() -> str:
-    """The loopback CRM's API key in Secrets Manager (kept from an earlier stack of this process)."""
+def _secret(name: str, value: str) -> str:
+    """A secret's ARN in Secrets Manager, set to ``value`` (kept from an earlier stack of this process)."""
     secrets_manager = aws.client("secretsmanager")
     try:
-        return str(secrets_manager.create_secret(Name=CRM_SECRET_NAME, SecretString=CRM_AUTH_VALUE)["ARN"])
+        return str(secrets_manager.create_secret(Name=name, SecretString=value)["ARN"])
     except secrets_manager.exceptions.ResourceExistsException:
-        secrets_manager.put_secret_value(SecretId=CRM_SECRET_NAME, SecretString=CRM_AUTH_VALUE)
-        return str(secrets_manager.describe_secret(SecretId=CRM_SECRET_NAME)["ARN"])
+        secrets_manager.put_secret_value(SecretId=name, SecretString=value)
+        return str(secrets_manager.describe_secret(SecretId=name)["ARN"])
 
 
 def _cursor_secret() -> str:
     """The ARN of the cursor-signing secret, with a new random value (cursors of an earlier
     stack of this process are then refused, as after a key rotation)."""
-    secrets_manager = aws.client("secretsmanager")
-    value = secrets.token_urlsafe(32)
-    try:
-        return str(secrets_manager.create_secret(Name=CURSOR_SECRET_NAME, SecretString=value)["ARN"])
-    except secrets_manager.exceptions.ResourceExistsException:
-        secrets_manager.put_secret_value(SecretId=CURSOR_SECRET_NAME, SecretString=value)
-        return str(secrets_manager.describe_secret(SecretId=CURSOR_SECRET_NAME)["ARN"])
+    return _secret(CURSOR_SECRET_NAME, secrets.token_urlsafe(32))
 
 
 def _demo_users(pool: UserPool) -> dict[str, str]:
@@ -449,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"             {local.sighting_queue_url}\n"
                 f"  DLQs       {local.dlq_url}\n"
                 f"             {local.sighting_dlq_url}\n"
-                f"  CRM        {local.crm.profile_url_template}   (secret {local.crm_secret_arn})\n"
+                f"  CRM        {local.crm.profile_url_template}   (secret {local.crm_secret_id})\n"
+                f"  webhooks   {local.push_webhook.webhook_url}   (push receiver; egress allow-list:"
+                " these two only)\n"
                 f"  push inbox {local.inbox_dir}\n"
                 f"  bucket     {local.gallery_bucket}   tables {local.table_prefix}-*\n"
                 f"  e.g. curl -s {local.admin_url}/v1/health",

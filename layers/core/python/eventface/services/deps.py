@@ -31,8 +31,10 @@ from eventface.ports_access import (
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,
+    EgressPolicy,
     MessageStore,
     StaffDeviceRepository,
+    TenantSecretCatalog,
     VenueRepository,
     VipMemberRepository,
 )
@@ -110,6 +112,10 @@ class Deps(Protocol):
     def crm(self) -> CrmDirectory: ...
     @property
     def push(self) -> PushSender: ...
+    @property
+    def egress(self) -> EgressPolicy: ...
+    @property
+    def secrets(self) -> TenantSecretCatalog: ...
     @property
     def faces(self) -> FaceAnalyzer: ...
     @property

@@ -23,7 +23,7 @@ from eventface.domain.model import (
     check_nickname,
     template_erasures,
 )
-from eventface.domain.vip import LOCALES, check_push_endpoint
+from eventface.domain.vip import LOCALES, StaffPlatform, check_push_endpoint
 from eventface.services.deps import Deps
 
 
@@ -60,6 +60,9 @@ def register_participant(deps: Deps, registration: Registration) -> Participant:
     nickname = check_nickname(registration.nickname)
     if registration.push_endpoint is not None:
         check_push_endpoint(registration.push_endpoint)
+        platform, _, address = registration.push_endpoint.partition(":")
+        if platform == StaffPlatform.WEBHOOK:
+            deps.egress.check_url(address, what="push_token")
     if registration.locale not in LOCALES:
         raise InvalidInputError(f"locale must be one of {', '.join(LOCALES)}")
     campaign = deps.campaigns.get(registration.tenant_id, registration.campaign_id)

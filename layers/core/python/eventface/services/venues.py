@@ -18,9 +18,11 @@ from eventface.domain.model import (
     StoreErasure,
     template_erasures,
 )
+from eventface.domain.secrets import tenant_secret_prefix
 from eventface.domain.vip import (
     DEFAULT_DEDUPE_MINUTES,
     CrmConfig,
+    CrmKind,
     StaffDevice,
     StaffPlatform,
     Venue,
@@ -52,7 +54,7 @@ def create_venue(
         dedupe_minutes=DEFAULT_DEDUPE_MINUTES if dedupe_minutes is None else dedupe_minutes,
         crm=crm or CrmConfig(),
     )
-    return deps.venues.add(validate_venue(venue))
+    return deps.venues.add(_checked(deps, validate_venue(venue)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,22 @@ def update_venue(deps: Deps, tenant_id: str, venue_id: str, changes: VenueChange
         dedupe_minutes=venue.dedupe_minutes if changes.dedupe_minutes is None else changes.dedupe_minutes,
         crm=changes.crm or venue.crm,
     )
-    return deps.venues.save(validate_venue(updated))
+    return deps.venues.save(_checked(deps, validate_venue(updated)))
+
+
+def _checked(deps: Deps, venue: Venue) -> Venue:
+    """``venue`` if the platform may call its CRM URL (the egress policy: public addresses only,
+    https outside the local stack), else InvalidInputError. Its ``secret_id`` was checked against
+    the tenant's prefix by ``validate_venue``."""
+    if venue.crm.kind is not CrmKind.NONE:
+        deps.egress.check_url(venue.crm.url, what="crm.url")
+    return venue
+
+
+def crm_secrets(deps: Deps, tenant_id: str) -> tuple[str, tuple[str, ...]]:
+    """The prefix the tenant's CRM secrets are named under, and the names it holds there (for a
+    tenant admin choosing a venue's ``crm.secret_id``; never the values)."""
+    return tenant_secret_prefix(tenant_id), deps.secrets.names(tenant_id)
 
 
 def get_venue(deps: Deps, tenant_id: str, venue_id: str) -> Venue:
@@ -243,6 +260,8 @@ def subscribe_staff_device(
             locale=locale,
         )
     )
+    if device.platform is StaffPlatform.WEBHOOK:
+        deps.egress.check_url(device.token, what="token")
     deps.staff_devices.add(device)
     return device
 
