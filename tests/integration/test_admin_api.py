@@ -24,7 +24,7 @@ from eventface.adapters.memory import (
     in_memory_ports,
     unit_vector,
 )
-from eventface.adapters.memory_access import StaticClaims, StaticTokenVerifier
+from eventface.adapters.memory_access import InMemoryApiKeyRepository, StaticClaims, StaticTokenVerifier
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
 from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Authority, secret_hash
@@ -867,6 +867,39 @@ def test_admin_key_over_its_rate_and_failed_keys_get_429(make_api):
     assert wrong == [401, 401, 429]
     outcomes = [e.outcome.value for e in api.services.deps.audit.list("-").items]
     assert outcomes.count("unauthenticated") == 3
+
+
+class CountingKeys(InMemoryApiKeyRepository):
+    """The fake key store, counting lookups by hash (authentications)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        self.lookups += 1
+        return super().by_hash(key_hash)
+
+
+def test_admin_throttled_source_is_refused_before_any_key_lookup_or_audit(monkeypatch):
+    # given: a source that used its failed-authentication budget (2) with wrong keys
+    keys = CountingKeys()
+    services = bootstrap(
+        Settings({**SETTINGS, "EVENTFACE_FAILED_AUTH_PER_MINUTE": "2"}),
+        **in_memory_ports(clock=FixedClock(NOW), tokens=admin_users(), api_keys=keys),
+    )
+    api = make_admin(services, monkeypatch)
+    first = [api.call("GET", "/v1/me", key=f"efk_wrong-{i}").status_code for i in range(3)]
+    lookups, audited = keys.lookups, len(services.deps.audit.list("-").items)
+    # when: it keeps trying: wrong keys, the right key, a bearer token
+    later = [api.call("GET", "/v1/me", key=f"efk_guess-{i}").status_code for i in range(5)]
+    later += [api.call("GET", "/v1/me").status_code, api.call("GET", "/v1/me", token=USER_TOKEN).status_code]
+    # then: refused with no key lookup and no audit entry
+    assert first == [401, 401, 429]
+    assert later == [429] * 7
+    assert keys.lookups == lookups == 3
+    assert len(services.deps.audit.list("-").items) == audited == 3
+    assert len(services.deps.audit.list(TENANT).items) == 0
 
 
 def test_admin_answer_goes_out_when_the_audit_log_is_down(api, monkeypatch, caplog):
