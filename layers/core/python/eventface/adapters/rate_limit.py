@@ -108,7 +108,7 @@ class Counts:
     @property
     def weighted(self) -> float:
         """The sliding window's estimate of the requests in the last ``window_seconds``."""
-        weight = max(0.0, 1.0 - self.elapsed / self.window_seconds)
+        weight = min(1.0, max(0.0, 1.0 - self.elapsed / self.window_seconds))
         return self.previous * weight + self.current
 
     def admits(self, limit: int, extra: int = 0) -> bool:
