@@ -97,9 +97,16 @@ def record_sighting(venue_id: str) -> Response:
 
 
 def _authenticated_device(svc: Services, request: Any, action: str, target: str) -> DeviceCredential:
-    """The device of ``x-device-key``; a refusal is audited and counts against the source."""
+    """The device of ``x-device-key``, admitted under its rate limit before its body is read.
+
+    A source this process saw go over its failed-auth budget is refused first (429, no lookup,
+    no audit); a refused key is audited and counts against the source; a device over its rate
+    gets 429 before its body is parsed or its photo reaches the engine (every request counts).
+    """
+    source = source_of(request)
+    svc.screen(source)
     try:
-        return svc.authenticate_device(request.headers.get("x-device-key"))
+        device = svc.authenticate_device(request.headers.get("x-device-key"))
     except UnauthorizedError as exc:
         svc.audit(
             principal=None,
@@ -108,8 +115,10 @@ def _authenticated_device(svc: Services, request: Any, action: str, target: str)
             outcome=AuditOutcome.UNAUTHENTICATED,
             detail=str(exc),
         )
-        svc.authentication_failed(source_of(request))  # 429 once over budget
+        svc.authentication_failed(source)  # 429 once over budget
         raise
+    svc.limit(_device_principal(device.tenant_id, device.device_id))  # not audited: floods add no writes
+    return device
 
 
 @contextlib.contextmanager
@@ -181,23 +190,16 @@ def activate_device() -> Response:
 @app.route("/v1/device/key", methods=["POST"])
 @handled(EDGE_ERRORS)
 def rotate_key() -> Response:
-    """The authenticated terminal gets a new key; the one it sent works for a grace period."""
+    """The authenticated terminal gets a new key; the one it sent works for a grace period (for
+    scans only: a rotated-out key cannot rotate again, and of concurrent rotations one wins)."""
     request = _request()
     svc = services()
-    try:
-        current = svc.authenticate_device(request.headers.get("x-device-key"))
-    except UnauthorizedError:
-        svc.authentication_failed(source_of(request))
-        raise
-    svc.limit(_device_principal(current.tenant_id, current.device_id))
-    rotated = svc.rotate_device_key(current)
+    current = _authenticated_device(svc, request, "devices.rotate_key", "/v1/device/key")
+    target = f"/v1/devices/{current.device_id}"
+    with _audited_failures(svc, current, "devices.rotate_key", target):
+        rotated = svc.rotate_device_key(current)  # 403 from a rotated-out key, 409 if another won
     principal = _device_principal(current.tenant_id, current.device_id)
-    svc.audit(
-        principal=principal,
-        action="devices.rotate_key",
-        target=f"/v1/devices/{current.device_id}",
-        outcome=AuditOutcome.OK,
-    )
+    svc.audit(principal=principal, action="devices.rotate_key", target=target, outcome=AuditOutcome.OK)
     logger.info("device key rotated", extra={"device_id": current.device_id})
     return json_response(encoding.device_activation(rotated))
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -328,3 +330,46 @@ def test_local_stack_terminal_activation_rotation_and_revocation(stack: LocalSta
     assert rotated.status == 200 and rotated.body["device_key"] != camera.key
     assert mine["status"] == "active" and mine["last_seen_at"]
     assert refused.status == 401
+
+
+def test_local_stack_revocation_ends_every_key_whatever_the_rotations(stack: LocalStack) -> None:
+    # given: a terminal of a live campaign (issue 11, finding 1, replayed over HTTP)
+    owner, terminals = _user(stack, "owner"), _user(stack, "terminals")
+    now = datetime.now(UTC)
+    window = {
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(days=1)).isoformat(),
+    }
+    campaign = expect(
+        owner.call("POST", "/v1/campaigns", {"name": "Rotations", **window, "stamps_required": 1}),
+        201,
+        what="campaign",
+    )
+    path = f"/v1/campaigns/{campaign['campaign_id']}/checkpoints"
+    checkpoint = expect(owner.call("POST", path, {"name": "Door"}), 201, what="checkpoint")
+    checkpoint_id = checkpoint.get("checkpoint_id") or checkpoint["checkpoints"][-1]["checkpoint_id"]
+    device = expect(terminals.call("POST", f"{path}/{checkpoint_id}/devices", {}), 201, what="device")
+    camera = Camera.activated(stack.edge_url, device["activation_code"])
+    rotate_url = f"{stack.edge_url}/v1/device/key"
+    # when: the key rotates, the old key (in its grace period) tries again, then the new key is
+    # rotated by 8 requests at once; then the device is revoked
+    first = request("POST", rotate_url, headers={"x-device-key": camera.key})
+    again = request("POST", rotate_url, headers={"x-device-key": camera.key})
+    new_key = str(first.body["device_key"])
+    start = threading.Barrier(8)
+
+    def rotate(_: int) -> Any:
+        start.wait()
+        return request("POST", rotate_url, headers={"x-device-key": new_key})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(rotate, range(8)))
+    expect(terminals.call("DELETE", f"/v1/devices/{device['device_id']}"), 200, what="revoke")
+    issued = [camera.key, new_key, *(str(a.body["device_key"]) for a in concurrent if a.status == 200)]
+    after = [Camera(stack.edge_url, key, checkpoint_id).scan(b"\xff\xd8not-a-photo").status for key in issued]
+    # then: the grace key could not rotate, one concurrent rotation won, and no key survives
+    assert first.status == 200 and again.status == 403 and "new key" in again.body["Message"]
+    # (409: lost the race; 403: arrived after the winner, when the key was already in grace)
+    statuses = sorted(a.status for a in concurrent)
+    assert statuses[0] == 200 and set(statuses[1:]) <= {403, 409} and len(statuses) == 8
+    assert after == [401] * len(issued) == [401] * 3

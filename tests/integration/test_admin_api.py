@@ -25,7 +25,7 @@ from eventface.adapters.memory import (
     in_memory_ports,
     unit_vector,
 )
-from eventface.adapters.memory_access import StaticClaims, StaticTokenVerifier
+from eventface.adapters.memory_access import InMemoryApiKeyRepository, StaticClaims, StaticTokenVerifier
 from eventface.api import openapi
 from eventface.bootstrap import Services, bootstrap
 from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Authority, Membership, secret_hash
@@ -43,6 +43,9 @@ LIMITS = {"EVENTFACE_MAX_PHOTO_BYTES": "2048", "EVENTFACE_MAX_BODY_BYTES": "4096
 admin = load_app(PROJECT, "eventface_admin_app")
 edge = load_app(EDGE_PROJECT, "eventface_edge_app")
 KEY = "efk_admin-secret-key"
+#: A signed-in user of TENANT holding every authority (only users create API keys).
+USER_TOKEN = "admin-user-token"
+OTHER_USER_TOKEN = "other-tenant-user-token"
 TENANT = "default"
 SETTINGS = dict(LIMITS)
 FACE = b"\xff\xd8bob-face"
@@ -68,15 +71,21 @@ class Admin:
     services: Services
     client: Client
 
-    def call(self, method: str, path: str, body: Any = None, key: str | None = KEY) -> Any:
+    def call(
+        self, method: str, path: str, body: Any = None, key: str | None = KEY, token: str | None = None
+    ) -> Any:
         headers = {"content-type": "application/json"}
-        if key is not None:
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
+        elif key is not None:
             headers["x-api-key"] = key
         raw = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         return self.client.http.request(method, path, headers=headers, body=raw)
 
-    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        response = self.call(method, path, body)
+    def ok(
+        self, method: str, path: str, body: Any = None, status: int = 200, token: str | None = None
+    ) -> Any:
+        response = self.call(method, path, body, token=token)
         assert response.status_code == status, response.body
         return response.json_body
 
@@ -117,8 +126,22 @@ def seed_key(
     return key
 
 
+def admin_users() -> StaticTokenVerifier:
+    """The identity provider of the tests: USER_TOKEN is a user of TENANT with every authority,
+    OTHER_USER_TOKEN one of tenant "other"."""
+    groups = tuple(sorted(a.value for a in ALL_AUTHORITIES))
+    return StaticTokenVerifier(
+        {
+            USER_TOKEN: StaticClaims("sub-admin", "alice", groups, {"custom:tenant_id": TENANT}),
+            OTHER_USER_TOKEN: StaticClaims("sub-other", "oscar", groups, {"custom:tenant_id": "other"}),
+        }
+    )
+
+
 def make_admin(services: Services, monkeypatch: pytest.MonkeyPatch) -> Admin:
     seed_key(services, KEY)
+    member(services, TENANT, "sub-admin", "alice")  # the users of admin_users()
+    member(services, "other", "sub-other", "oscar")
     monkeypatch.setattr(bootstrap_module, "services", lambda: services)
     return Admin(services, Client(admin.app, stage_name="local", project_dir=str(PROJECT)))
 
@@ -131,7 +154,12 @@ def make_api(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Admin]:
         faces.quality_reasons[BLURRY] = (QualityReason("blur", "the photo is blurred: hold still"),)
         services = bootstrap(
             Settings({**SETTINGS, **settings}),
-            **in_memory_ports(gallery=InMemoryGallery(model_id=MODEL), faces=faces, clock=FixedClock(NOW)),
+            **in_memory_ports(
+                gallery=InMemoryGallery(model_id=MODEL),
+                faces=faces,
+                clock=FixedClock(NOW),
+                tokens=admin_users(),
+            ),
         )
         return make_admin(services, monkeypatch)
 
@@ -647,7 +675,8 @@ def test_admin_refused_memberships_are_throttled_like_failed_sign_ins(make_api):
 
 def test_admin_api_keys_are_created_shown_once_listed_and_revoked(api):
     # when
-    created = api.ok("POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"], "ttl_days": 30}, 201)
+    body = {"name": "crm", "authorities": ["targets"], "ttl_days": 30}
+    created = api.ok("POST", "/v1/api-keys", body, 201, token=USER_TOKEN)
     secret = created["api_key"]
     used = api.call("GET", "/v1/campaigns/none/participants", key=secret)
     listed = api.ok("GET", "/v1/api-keys")
@@ -674,20 +703,39 @@ def test_admin_api_keys_are_created_shown_once_listed_and_revoked(api):
 )
 def test_admin_api_key_bad_requests(api, body, status):
     # when
-    response = api.call("POST", "/v1/api-keys", body)
+    response = api.call("POST", "/v1/api-keys", body, token=USER_TOKEN)
     # then
     assert response.status_code == status, response.body
 
 
-def test_admin_a_key_cannot_grant_what_it_does_not_hold(api):
-    # given
-    seed_key(api.services, "efk_keys-only", frozenset({Authority.API_KEYS}))
+def test_admin_a_user_cannot_grant_what_they_do_not_hold(api):
+    # given: a user who holds api_keys only
+    tokens = api.services.deps.tokens
+    assert isinstance(tokens, StaticTokenVerifier)
+    tokens.tokens["keys-only"] = StaticClaims("sub-k", "kim", ("api_keys",), {"custom:tenant_id": TENANT})
+    member(api.services, TENANT, "sub-k", "kim")
     # when
-    response = api.call(
-        "POST", "/v1/api-keys", {"name": "x", "authorities": ["history"]}, key="efk_keys-only"
-    )
+    response = api.call("POST", "/v1/api-keys", {"name": "x", "authorities": ["history"]}, token="keys-only")
     # then
     assert response.status_code == 403 and "do not hold" in response.json_body["Message"]
+
+
+def test_admin_an_api_key_cannot_mint_keys_that_outlive_its_revocation(api):
+    # given: a key holding api_keys (and what it would grant), as a CRM integration might
+    parent = seed_key(api.services, "efk_parent-key", frozenset({Authority.API_KEYS, Authority.HISTORY}))
+    # when: it tries to mint a child, then is revoked
+    minted = api.call(
+        "POST", "/v1/api-keys", {"name": "child", "authorities": ["history"]}, key="efk_parent-key"
+    )
+    api.ok("DELETE", f"/v1/api-keys/{parent.key_id}", token=USER_TOKEN)
+    child = minted.json_body.get("api_key") if minted.status_code == 201 else None
+    after = api.call("GET", "/v1/me", key=child) if child else None
+    # then: no child exists to outlive the parent, and the refusal says who may create keys
+    assert after is None or after.status_code == 401, "a key minted by a revoked key still works"
+    assert minted.status_code == 403 and "sign in as a user" in minted.json_body["Message"]
+    assert [k.created_by for k in api.services.deps.api_keys.list(TENANT).items if k.name == "child"] == []
+    entries = [(e.actor, e.action, e.outcome.value) for e in api.services.deps.audit.list(TENANT).items]
+    assert (f"api_key:{parent.key_id}", "api_keys.create", "denied") in entries
 
 
 def test_admin_audit_log_lists_every_kind_of_action(api):
@@ -718,7 +766,9 @@ def two_tenants(api):
     device_id = api.ok("POST", f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", {}, 201)[
         "device_id"
     ]
-    key_id = api.ok("POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"]}, 201)["key_id"]
+    key_id = api.ok(
+        "POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"]}, 201, token=USER_TOKEN
+    )["key_id"]
     venue_id = api.ok("POST", "/v1/venues", {"name": "Grand Hotel"}, 201)["venue_id"]
     member_id = api.ok("POST", f"/v1/venues/{venue_id}/members", {"name": "Sato", "photo": b64(FACE)}, 201)[
         "member_id"
@@ -781,7 +831,9 @@ def test_admin_other_tenant_can_neither_see_nor_touch_a_tenants_records(api, two
     before = api.ok("GET", f"/v1/campaigns/{two_tenants['x']}")
     # when
     body = VALID_BODIES.get((method, path), {})
-    response = api.call(method, _their(path, two_tenants), body, key="efk_other-tenant")
+    # Only users create API keys: the other tenant's admin signs in for that route.
+    token = OTHER_USER_TOKEN if (method, path) == ("POST", "/v1/api-keys") else None
+    response = api.call(method, _their(path, two_tenants), body, key="efk_other-tenant", token=token)
     # then: a foreign id is "not found", never "forbidden"; listings show only the caller's tenant
     if "x" in path.split("/") or path.endswith("/y") or "/devices/x" in path:
         assert response.status_code == 404, (response.status_code, response.body)
@@ -888,6 +940,39 @@ def test_admin_key_over_its_rate_and_failed_keys_get_429(make_api):
     assert wrong == [401, 401, 429]
     outcomes = [e.outcome.value for e in api.services.deps.audit.list("-").items]
     assert outcomes.count("unauthenticated") == 3
+
+
+class CountingKeys(InMemoryApiKeyRepository):
+    """The fake key store, counting lookups by hash (authentications)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        self.lookups += 1
+        return super().by_hash(key_hash)
+
+
+def test_admin_throttled_source_is_refused_before_any_key_lookup_or_audit(monkeypatch):
+    # given: a source that used its failed-authentication budget (2) with wrong keys
+    keys = CountingKeys()
+    services = bootstrap(
+        Settings({**SETTINGS, "EVENTFACE_FAILED_AUTH_PER_MINUTE": "2"}),
+        **in_memory_ports(clock=FixedClock(NOW), tokens=admin_users(), api_keys=keys),
+    )
+    api = make_admin(services, monkeypatch)
+    first = [api.call("GET", "/v1/me", key=f"efk_wrong-{i}").status_code for i in range(3)]
+    lookups, audited = keys.lookups, len(services.deps.audit.list("-").items)
+    # when: it keeps trying: wrong keys, the right key, a bearer token
+    later = [api.call("GET", "/v1/me", key=f"efk_guess-{i}").status_code for i in range(5)]
+    later += [api.call("GET", "/v1/me").status_code, api.call("GET", "/v1/me", token=USER_TOKEN).status_code]
+    # then: refused with no key lookup and no audit entry
+    assert first == [401, 401, 429]
+    assert later == [429] * 7
+    assert keys.lookups == lookups == 3
+    assert len(services.deps.audit.list("-").items) == audited == 3
+    assert len(services.deps.audit.list(TENANT).items) == 0
 
 
 def test_admin_answer_goes_out_when_the_audit_log_is_down(api, monkeypatch, caplog):

@@ -34,8 +34,9 @@ from eventface.adapters.memory import (
     in_memory_ports,
     unit_vector,
 )
+from eventface.adapters.memory_access import StaticClaims, StaticTokenVerifier
 from eventface.bootstrap import Services, bootstrap
-from eventface.domain.access import ALL_AUTHORITIES, ApiKey, secret_hash
+from eventface.domain.access import ALL_AUTHORITIES, ApiKey, Membership, secret_hash
 from eventface.domain.cursors import CursorSeal
 from eventface.local.apps import ADMIN_PROJECT, EDGE_PROJECT, load_app
 from eventface.settings import Settings
@@ -62,6 +63,16 @@ BAD_CHARACTERS = {
     "bom": "\ufeff",
 }
 
+USER_TOKEN = "bad-input-user-token"
+#: A signed-in user of the tenant with every authority (a member of it).
+USERS = StaticTokenVerifier(
+    {
+        USER_TOKEN: StaticClaims(
+            "sub-uma", "uma", tuple(a.value for a in ALL_AUTHORITIES), {"custom:tenant_id": "default"}
+        )
+    }
+)
+
 admin_app = load_app(ADMIN_PROJECT, "eventface_admin_app")
 edge_app = load_app(EDGE_PROJECT, "eventface_edge_app")
 
@@ -81,6 +92,8 @@ class Stack:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         raw = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"content-type": "application/json", "x-api-key": KEY}
+        if (method, path) == ("POST", "/v1/api-keys"):  # only signed-in users create keys
+            headers = {"content-type": "application/json", "authorization": f"Bearer {USER_TOKEN}"}
         return self.admin.http.request(method, path, headers=headers, body=raw)
 
     def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
@@ -111,6 +124,7 @@ def _seed_key(services: Services) -> None:
 
 def _stack(services: Services, monkeypatch: pytest.MonkeyPatch) -> Stack:
     _seed_key(services)
+    services.deps.memberships.grant(Membership("default", "sub-uma", "uma", NOW, granted_by="test"))
     monkeypatch.setattr(bootstrap_module, "services", lambda: services)
     stack = Stack(
         services,
@@ -138,6 +152,7 @@ def make_stack(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Stack]:
             gallery=InMemoryGallery(model_id=MODEL),
             faces=faces or InMemoryFaceAnalyzer(model_id=MODEL),
             clock=FixedClock(NOW),
+            tokens=USERS,
         )
         return _stack(bootstrap(Settings(settings), **ports), monkeypatch)
 
@@ -160,6 +175,7 @@ def any_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
                     gallery=InMemoryGallery(model_id=MODEL),
                     faces=InMemoryFaceAnalyzer(model_id=MODEL),
                     clock=FixedClock(NOW),
+                    tokens=USERS,
                 ),
             ),
             monkeypatch,
@@ -170,6 +186,7 @@ def any_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         gallery=InMemoryGallery(model_id=MODEL),
         faces=InMemoryFaceAnalyzer(model_id=MODEL),
         clock=FixedClock(NOW),
+        tokens=USERS,
         cursors=CursorSeal(TEST_CURSOR_KEY),
     )
     return _stack(services, monkeypatch)

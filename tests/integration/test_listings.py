@@ -182,7 +182,7 @@ def _seed_listings(tenant: Tenant, services: Services) -> None:
     tenant.ok("POST", f"/v1/campaigns/{campaign_id}/publish")
     venue_id = tenant.ok("POST", "/v1/venues", {"name": "Grand Hotel"}, 201)["venue_id"]
     tenant.ok("POST", "/v1/venues", {"name": "Annex"}, 201)
-    tenant.ok("POST", "/v1/api-keys", {"name": "crm", "authorities": ["targets"]}, 201)
+    _seed_key(services, tenant.tenant_id)  # a second key (keys cannot mint keys over the API)
     for i in range(2):
         body = {"nickname": f"P{i}", "consent": True, "photo": photo[i], "push_token": "fcm:tok"}
         tenant.ok("POST", f"/v1/campaigns/{campaign_id}/participants", body, 201)

@@ -186,6 +186,16 @@ def test_create_api_key_cannot_grant_authorities_the_creator_lacks(keys, make_pr
     assert keys.list("acme").items == ()
 
 
+def test_create_api_key_refuses_an_api_key_creator_so_no_key_outlives_its_parent(keys, clock, make_key):
+    # given: a key that holds api_keys, authenticated as its own principal
+    parent, secret = make_key("integration", frozenset({Authority.API_KEYS, Authority.HISTORY}))
+    as_key = authenticate_api_key(keys, clock, secret)
+    # when / then
+    with pytest.raises(ForbiddenError, match="API keys cannot create API keys: sign in as a user"):
+        make_key("child", frozenset({Authority.HISTORY}), principal=as_key)
+    assert [k.key_id for k in keys.list("acme").items] == [parent.key_id]
+
+
 def test_create_api_key_needs_the_api_keys_authority(make_principal, make_key):
     # given
     creator = make_principal(Authority.HISTORY)

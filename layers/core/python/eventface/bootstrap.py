@@ -525,6 +525,9 @@ class Services:
     def admit(self, source: str) -> None:
         auth_service.admit(self.deps, source)
 
+    def screen(self, source: str) -> None:
+        auth_service.screen(self.deps, source)
+
     def audit(
         self,
         *,

@@ -157,21 +157,26 @@ class DeviceRegistry(Protocol):
         ...
 
     def issue_activation(self, activation: DeviceCredential) -> None:
-        """Add another activation code for an existing, unrevoked device (NotFoundError if unknown
-        or revoked); earlier codes stay valid until they expire or one is used."""
+        """Give an existing, unrevoked device a new activation code (NotFoundError if unknown or
+        revoked); its earlier unredeemed code stops working at once."""
         ...
 
     def activate(self, activation: DeviceCredential, key: DeviceCredential, at: datetime) -> Device:
-        """Use ``activation`` once and make ``key`` the device's key (a previous key is removed).
-        UnauthorizedError if the code was used meanwhile or the device revoked."""
+        """Use ``activation`` once and make ``key`` the device's only key (every previous key, in
+        its grace period or not, is removed). UnauthorizedError if the code was used or replaced
+        by a newer code meanwhile, or the device revoked."""
         ...
 
     def rotate(self, old: DeviceCredential, new: DeviceCredential, grace_until: datetime) -> Device:
-        """Make ``new`` the device's key; ``old`` keeps working until ``grace_until``."""
+        """Make ``new`` the device's key; ``old`` keeps working until ``grace_until`` and a key
+        rotated out before ``old`` is removed (at most one key in grace). ``old`` must be the
+        device's current key: StateConflictError if another rotation replaced it (of concurrent
+        rotations one wins), UnauthorizedError if the device was revoked."""
         ...
 
     def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
-        """Mark the device revoked and delete its keys; NotFoundError if unknown."""
+        """Mark the device revoked and delete every credential it has (keys, the one in grace, the
+        unredeemed code), whatever rotations ran before or concurrently; NotFoundError if unknown."""
         ...
 
     def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:

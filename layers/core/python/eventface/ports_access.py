@@ -91,21 +91,30 @@ class TokenVerifier(Protocol):
 
 
 class RateLimiter(Protocol):
-    """Counts requests per key in fixed windows of ``window_seconds``."""
+    """Counts requests per key over a sliding window of ``window_seconds`` (the previous window's
+    count weighs in as it fades), so a burst across a window boundary gets no second allowance."""
 
     def hit(self, key: str, limit: int, window_seconds: int, now: datetime) -> int | None:
-        """Count one request for ``key`` in the window containing ``now``.
+        """Count one request for ``key`` at ``now``.
 
         Returns
         -------
         int | None
-            None while the window's count (this request included) is at most ``limit``; else the
-            whole seconds until the window ends (at least 1), for ``Retry-After``.
+            None while the sliding count (this request included) is at most ``limit``; else the
+            whole seconds (at least 1) until one more request would be admitted, for
+            ``Retry-After``. A key this process already saw refused is answered from memory until
+            then (that request is not counted).
         """
         ...
 
-    def peek(self, key: str, window_seconds: int, now: datetime) -> int:
-        """The count of ``key`` in the window containing ``now``, without counting (0 if none)."""
+    def peek(self, key: str, limit: int, window_seconds: int, now: datetime) -> int | None:
+        """Whether one more request of ``key`` would be admitted, without counting it: None, or the
+        seconds to wait (as :meth:`hit`)."""
+        ...
+
+    def blocked(self, key: str, now: datetime) -> int | None:
+        """The seconds ``key`` must still wait after a refusal this process saw, from memory only
+        (no I/O; None when this process knows of no refusal). For refusing before any work."""
         ...
 
 

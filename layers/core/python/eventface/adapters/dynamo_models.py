@@ -216,6 +216,7 @@ class DeviceItem(Model):
     created_at = UTCDateTimeAttribute()
     key_hash = UnicodeAttribute(null=True)  # the current key's hash
     key_hashes = UnicodeSetAttribute(null=True)  # every live key (current, rotated): deleted on revoke
+    activation_hash = UnicodeAttribute(null=True)  # the unredeemed activation code: one at a time
     activated_at = UTCDateTimeAttribute(null=True)
     revoked_at = UTCDateTimeAttribute(null=True)
     last_seen_at = UTCDateTimeAttribute(null=True)

@@ -711,8 +711,52 @@ def _cancelled(exc: TransactWriteError) -> bool:
     return _code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons
 
 
+def _lost_race(exc: TransactWriteError) -> bool:
+    """A transaction cancelled by a condition or by a concurrent transaction on the same items."""
+    reasons = {getattr(r, "code", None) for r in (exc.cancellation_reasons or [])}
+    return _code(exc) == "TransactionCanceledException" and bool(
+        reasons & {"ConditionalCheckFailed", "TransactionConflict"}
+    )
+
+
+#: Rounds of read-then-conditional-write a device's credential change may lose to concurrent
+#: changes of the same device before giving up (409).
+_DEVICE_ROUNDS: Final = 10
+ROTATED_MEANWHILE: Final = (
+    "this device key was rotated meanwhile by another request: use the key that rotation returned "
+    "(or ask the operator for a new activation code)"
+)
+REVOKED_DEVICE: Final = "this device was revoked: its keys no longer work; register a new device"
+
+
+def _same(attribute: Any, value: str | None) -> Any:
+    return attribute.does_not_exist() if value is None else attribute == value
+
+
+def _unchanged(item: DeviceItem) -> Any:
+    """The condition that the device's key and pending code are still those of ``item``.
+
+    Every change of the device's credentials changes ``key_hash`` (activation, rotation) or
+    ``activation_hash`` (a new code) on the device item, in the same transaction: so a write made
+    on this condition knows exactly which credential items are live (``key_hashes``, the code).
+    """
+    return (
+        DeviceItem.device_id.exists()
+        & _same(DeviceItem.key_hash, item.key_hash)
+        & _same(DeviceItem.activation_hash, item.activation_hash)
+    )
+
+
 class DynamoDeviceRegistry:
-    """Device records by tenant and id; their secrets (keys, activation codes) by hash."""
+    """Device records by tenant and id; their secrets (keys, activation codes) by hash.
+
+    Authentication stays one GetItem of the credential; the device item is the lock of every
+    change of its credentials. It names every live credential (``key_hashes``: the current key and
+    at most the one rotated out before it; ``activation_hash``: the unredeemed code), and every
+    change is one transaction conditioned on the device item being as it was read: so concurrent
+    rotations serialise (one wins), a new code deletes the earlier one, and a revocation deletes
+    every credential that exists, whatever rotations ran before or at the same time.
+    """
 
     def __init__(self, tables: DynamoTables) -> None:
         self._tables = tables
@@ -726,6 +770,7 @@ class DynamoDeviceRegistry:
             venue_id=device.venue_id,
             name=device.name,
             created_at=device.created_at,
+            activation_hash=activation.secret_hash,
         )
         try:
             with TransactWrite(connection=self._tables.connection) as transaction:
@@ -768,91 +813,134 @@ class DynamoDeviceRegistry:
         return Page(items, encode_cursor(result.last_evaluated_key))
 
     def issue_activation(self, activation: DeviceCredential) -> None:
-        device = self._item(activation.tenant_id, activation.device_id)
-        if device.revoked_at is not None:
-            raise NotFoundError(f"device {activation.device_id} was revoked: register a new device")
-        try:
-            _credential_item(activation).save(condition=DeviceCredentialItem.secret_hash.does_not_exist())
-        except PynamoDBException as exc:
-            raise _translate(exc, "issuing the activation code") from exc
+        for _ in range(_DEVICE_ROUNDS):
+            item = self._item(activation.tenant_id, activation.device_id)
+            if item.revoked_at is not None:
+                raise NotFoundError(f"device {activation.device_id} was revoked: register a new device")
+            try:
+                with TransactWrite(connection=self._tables.connection) as transaction:
+                    transaction.save(
+                        _credential_item(activation),
+                        condition=DeviceCredentialItem.secret_hash.does_not_exist(),
+                    )
+                    transaction.update(
+                        DeviceItem(item.tenant_id, item.device_id),
+                        actions=[DeviceItem.activation_hash.set(activation.secret_hash)],
+                        condition=_unchanged(item) & DeviceItem.revoked_at.does_not_exist(),
+                    )
+                    if item.activation_hash:  # the earlier unredeemed code stops working now
+                        transaction.delete(DeviceCredentialItem(item.activation_hash))
+            except TransactWriteError as exc:
+                if _lost_race(exc):
+                    continue  # the device changed since it was read: decide again
+                raise _translate(exc, "issuing the activation code") from exc
+            return
+        raise StateConflictError("the device changed while the code was issued: ask for a new code again")
 
     def activate(self, activation: DeviceCredential, key: DeviceCredential, at: datetime) -> Device:
-        item = self._item(activation.tenant_id, activation.device_id)
-        try:
-            with TransactWrite(connection=self._tables.connection) as transaction:
-                transaction.update(
-                    DeviceCredentialItem(activation.secret_hash),
-                    actions=[DeviceCredentialItem.used_at.set(at)],
-                    condition=DeviceCredentialItem.secret_hash.exists()
-                    & DeviceCredentialItem.used_at.does_not_exist(),
-                )
-                transaction.save(
-                    _credential_item(key), condition=DeviceCredentialItem.secret_hash.does_not_exist()
-                )
-                transaction.update(
-                    DeviceItem(item.tenant_id, item.device_id),
-                    actions=[
-                        DeviceItem.key_hash.set(key.secret_hash),
-                        DeviceItem.key_hashes.set({key.secret_hash}),
-                        DeviceItem.activated_at.set(at),
-                    ],
-                    condition=DeviceItem.device_id.exists() & DeviceItem.revoked_at.does_not_exist(),
-                )
-                for old in item.key_hashes or ():  # a replaced terminal: its old keys stop now
-                    transaction.delete(DeviceCredentialItem(old))
-        except TransactWriteError as exc:
-            if _cancelled(exc):
+        for _ in range(_DEVICE_ROUNDS):
+            item = self._item(activation.tenant_id, activation.device_id)
+            if item.revoked_at is not None or item.activation_hash != activation.secret_hash:
                 raise UnauthorizedError(
                     "this activation code is no longer valid: ask the operator for a new one"
-                ) from exc
-            raise _translate(exc, "activating the device") from exc
-        return self.get(activation.tenant_id, activation.device_id)
+                )
+            try:
+                with TransactWrite(connection=self._tables.connection) as transaction:
+                    transaction.update(
+                        DeviceCredentialItem(activation.secret_hash),
+                        actions=[DeviceCredentialItem.used_at.set(at)],
+                        condition=DeviceCredentialItem.secret_hash.exists()
+                        & DeviceCredentialItem.used_at.does_not_exist(),
+                    )
+                    transaction.save(
+                        _credential_item(key), condition=DeviceCredentialItem.secret_hash.does_not_exist()
+                    )
+                    transaction.update(
+                        DeviceItem(item.tenant_id, item.device_id),
+                        actions=[
+                            DeviceItem.key_hash.set(key.secret_hash),
+                            DeviceItem.key_hashes.set({key.secret_hash}),
+                            DeviceItem.activated_at.set(at),
+                            DeviceItem.activation_hash.remove(),
+                        ],
+                        condition=_unchanged(item) & DeviceItem.revoked_at.does_not_exist(),
+                    )
+                    for old in item.key_hashes or ():  # a replaced terminal: its old keys stop now
+                        transaction.delete(DeviceCredentialItem(old))
+            except TransactWriteError as exc:
+                if _lost_race(exc):
+                    continue  # used, replaced, revoked or rotated meanwhile: decide again
+                raise _translate(exc, "activating the device") from exc
+            return self.get(activation.tenant_id, activation.device_id)
+        raise StateConflictError("the device's keys kept changing during activation: try the code again")
 
     def rotate(self, old: DeviceCredential, new: DeviceCredential, grace_until: datetime) -> Device:
-        try:
-            with TransactWrite(connection=self._tables.connection) as transaction:
-                transaction.update(
-                    DeviceCredentialItem(old.secret_hash),
-                    actions=[
-                        DeviceCredentialItem.expires_at.set(grace_until),
-                        DeviceCredentialItem.expires.set(grace_until + CREDENTIAL_TTL_SLACK),
-                    ],
-                    condition=DeviceCredentialItem.secret_hash.exists(),
-                )
-                transaction.save(
-                    _credential_item(new), condition=DeviceCredentialItem.secret_hash.does_not_exist()
-                )
-                transaction.update(
-                    DeviceItem(old.tenant_id, old.device_id),
-                    actions=[
-                        DeviceItem.key_hash.set(new.secret_hash),
-                        DeviceItem.key_hashes.set({old.secret_hash, new.secret_hash}),
-                    ],
-                    condition=DeviceItem.device_id.exists() & DeviceItem.revoked_at.does_not_exist(),
-                )
-        except TransactWriteError as exc:
-            if _cancelled(exc):
-                raise UnauthorizedError(
-                    "this device key is no longer valid: activate the device again"
-                ) from exc
-            raise _translate(exc, "rotating the device key") from exc
-        return self.get(old.tenant_id, old.device_id)
+        for _ in range(_DEVICE_ROUNDS):
+            item = self._item(old.tenant_id, old.device_id)
+            if item.revoked_at is not None:
+                raise UnauthorizedError(REVOKED_DEVICE)
+            if item.key_hash != old.secret_hash:
+                raise StateConflictError(ROTATED_MEANWHILE)
+            try:
+                with TransactWrite(connection=self._tables.connection) as transaction:
+                    transaction.update(
+                        DeviceCredentialItem(old.secret_hash),
+                        actions=[
+                            DeviceCredentialItem.expires_at.set(grace_until),
+                            DeviceCredentialItem.expires.set(grace_until + CREDENTIAL_TTL_SLACK),
+                        ],
+                        condition=DeviceCredentialItem.secret_hash.exists()
+                        & DeviceCredentialItem.expires_at.does_not_exist(),
+                    )
+                    transaction.save(
+                        _credential_item(new), condition=DeviceCredentialItem.secret_hash.does_not_exist()
+                    )
+                    transaction.update(
+                        DeviceItem(old.tenant_id, old.device_id),
+                        actions=[
+                            DeviceItem.key_hash.set(new.secret_hash),
+                            DeviceItem.key_hashes.set({old.secret_hash, new.secret_hash}),
+                        ],
+                        condition=_unchanged(item) & DeviceItem.revoked_at.does_not_exist(),
+                    )
+                    # The key rotated out before this one ends now: one key in grace at a time.
+                    for earlier in (item.key_hashes or set()) - {old.secret_hash}:
+                        transaction.delete(DeviceCredentialItem(earlier))
+            except TransactWriteError as exc:
+                if _lost_race(exc):
+                    continue  # the next round says why (revoked, rotated) or tries again
+                raise _translate(exc, "rotating the device key") from exc
+            return self.get(old.tenant_id, old.device_id)
+        raise StateConflictError(ROTATED_MEANWHILE)
 
     def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
-        item = self._item(tenant_id, device_id)
-        try:
-            with TransactWrite(connection=self._tables.connection) as transaction:
-                transaction.update(
-                    DeviceItem(tenant_id, device_id),
-                    actions=[DeviceItem.revoked_at.set(at), DeviceItem.key_hashes.remove()],
-                    condition=DeviceItem.device_id.exists(),
-                )
-                # Its keys go with it: the next request with any of them finds nothing.
-                for key_hash in item.key_hashes or ():
-                    transaction.delete(DeviceCredentialItem(key_hash))
-        except TransactWriteError as exc:
-            raise _translate(exc, "revoking the device") from exc
-        return self.get(tenant_id, device_id)
+        for _ in range(_DEVICE_ROUNDS):
+            item = self._item(tenant_id, device_id)
+            live = set(item.key_hashes or ()) | ({item.activation_hash} if item.activation_hash else set())
+            if item.revoked_at is not None and not live:
+                return _device_from_item(item)
+            try:
+                with TransactWrite(connection=self._tables.connection) as transaction:
+                    transaction.update(
+                        DeviceItem(tenant_id, device_id),
+                        actions=[
+                            DeviceItem.revoked_at.set(item.revoked_at or at),
+                            DeviceItem.key_hashes.remove(),
+                            DeviceItem.activation_hash.remove(),
+                        ],
+                        condition=_unchanged(item),
+                    )
+                    # Every credential it has goes with it: the next request with any finds nothing.
+                    for secret_hash in live:
+                        transaction.delete(DeviceCredentialItem(secret_hash))
+            except TransactWriteError as exc:
+                if _lost_race(exc):
+                    continue  # a rotation or a new code committed first: revoke what exists now
+                raise _translate(exc, "revoking the device") from exc
+            return self.get(tenant_id, device_id)
+        raise StateConflictError(
+            f"the keys of device {device_id} kept changing while it was revoked: revoke it again"
+        )
 
     def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
         try:

@@ -28,6 +28,7 @@ from eventface.domain.errors import (
 )
 from eventface.domain.model import (
     Campaign,
+    CredentialKind,
     Device,
     DeviceCredential,
     GallerySweep,
@@ -287,10 +288,23 @@ class InMemoryDeviceRegistry:
         mine = sorted((d for (t, _), d in self.devices.items() if t == tenant_id), key=lambda d: d.device_id)
         return _page(mine, limit, cursor)
 
+    def _drop(self, device: Device, kind: CredentialKind, keep: str | None = None) -> None:
+        """Delete the device's credentials of ``kind`` (unused ones, for codes) except ``keep``."""
+        for hashed, credential in list(self.credentials.items()):
+            if (
+                (credential.tenant_id, credential.device_id) == (device.tenant_id, device.device_id)
+                and credential.kind is kind
+                and credential.used_at is None
+                and hashed != keep
+            ):
+                del self.credentials[hashed]
+
     def issue_activation(self, activation: DeviceCredential) -> None:
         with self._lock:
-            if self.get(activation.tenant_id, activation.device_id).revoked:
+            device = self.get(activation.tenant_id, activation.device_id)
+            if device.revoked:
                 raise NotFoundError(f"device {activation.device_id} was revoked: register a new device")
+            self._drop(device, CredentialKind.ACTIVATION)  # the earlier unredeemed code stops working
             self.credentials[activation.secret_hash] = activation
 
     def activate(self, activation: DeviceCredential, key: DeviceCredential, at: datetime) -> Device:
@@ -302,8 +316,7 @@ class InMemoryDeviceRegistry:
                     "this activation code is no longer valid: ask the operator for a new one"
                 )
             self.credentials[activation.secret_hash] = replace(stored, used_at=at)
-            if device.key_hash:
-                self.credentials.pop(device.key_hash, None)
+            self._drop(device, CredentialKind.KEY)  # a replaced terminal: every old key stops now
             self.credentials[key.secret_hash] = key
             device = replace(device, key_hash=key.secret_hash, activated_at=at)
             self.devices[(device.tenant_id, device.device_id)] = device
@@ -312,9 +325,18 @@ class InMemoryDeviceRegistry:
     def rotate(self, old: DeviceCredential, new: DeviceCredential, grace_until: datetime) -> Device:
         with self._lock:
             device = self.get(old.tenant_id, old.device_id)
-            if device.revoked or old.secret_hash not in self.credentials:
-                raise UnauthorizedError("this device key is no longer valid: activate the device again")
-            self.credentials[old.secret_hash] = replace(old, expires_at=grace_until)
+            stored = self.credentials.get(old.secret_hash)
+            if device.revoked or stored is None:
+                raise UnauthorizedError(
+                    "this device was revoked: its keys no longer work; register a new device"
+                )
+            if device.key_hash != old.secret_hash:
+                raise StateConflictError(
+                    "this device key was rotated meanwhile by another request: use the key that "
+                    "rotation returned (or ask the operator for a new activation code)"
+                )
+            self._drop(device, CredentialKind.KEY, keep=old.secret_hash)  # one key in grace at a time
+            self.credentials[old.secret_hash] = replace(stored, expires_at=grace_until)
             self.credentials[new.secret_hash] = new
             device = replace(device, key_hash=new.secret_hash)
             self.devices[(device.tenant_id, device.device_id)] = device
@@ -322,7 +344,8 @@ class InMemoryDeviceRegistry:
 
     def revoke(self, tenant_id: str, device_id: str, at: datetime) -> Device:
         with self._lock:
-            device = replace(self.get(tenant_id, device_id), revoked_at=at)
+            found = self.get(tenant_id, device_id)
+            device = replace(found, revoked_at=found.revoked_at or at)
             self.devices[(tenant_id, device_id)] = device
             for hashed, credential in list(self.credentials.items()):
                 if (credential.tenant_id, credential.device_id) == (tenant_id, device_id):

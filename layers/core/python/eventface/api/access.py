@@ -9,7 +9,9 @@ Every management route declares the authority it needs::
         call = guard.call()          # services, principal (tenant!), request
 
 Each request leaves one audit entry: who, what (the action and the concrete path), when, and how
-it ended (ok, denied, unauthenticated, not_found, failed).
+it ended (ok, denied, unauthenticated, not_found, failed); except the requests of a source this
+process already refused for too many failed authentications, which are answered 429 before any
+credential is looked up or anything is written.
 """
 
 from __future__ import annotations
@@ -78,12 +80,16 @@ class Guard:
                     raise RuntimeError("no current request")
                 svc = self._services()
                 target = request.path.format_map(request.uri_params or {})
+                source = source_of(request)
+                # A source this process saw go over its failed-auth budget is refused before any
+                # credential lookup, and not audited: a flood of bad keys adds no reads or writes.
+                svc.screen(source)
                 principal: Principal | None = None
                 try:
                     try:
                         principal = svc.authenticate(request.headers)
                     except UnauthorizedError:
-                        svc.authentication_failed(source_of(request))  # 429 once over budget
+                        svc.authentication_failed(source)  # 429 once over budget
                         raise
                     except NotAMemberError as exc:
                         # A valid user aiming at a tenant they are not a member of: throttled

@@ -217,7 +217,15 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
             "post": {
                 "operationId": "rotateDeviceKey",
                 "summary": "A new key for this device; the one sent keeps working for a grace period",
-                "responses": {"200": _json(_ref("DeviceActivation"), "Rotated"), **_errors(401, 429, 503)},
+                "description": (
+                    "Only the device's current key can rotate: a key in its grace period is refused "
+                    "(403, use the new key); of concurrent rotations one wins, the others get 409. "
+                    "A key rotated out earlier ends at once. A revocation ends every key."
+                ),
+                "responses": {
+                    "200": _json(_ref("DeviceActivation"), "Rotated"),
+                    **_errors(401, 403, 409, 429, 503),
+                },
             }
         },
         "/v1/health": _HEALTH,
@@ -625,7 +633,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
         "/v1/api-keys": {
             "post": _op(
                 "createApiKey",
-                "Create a management API key (the secret is shown once)",
+                "Create a management API key (signed-in users only; the secret is shown once)",
                 "Created",
                 _ref("NewApiKey"),
                 (400, 413),

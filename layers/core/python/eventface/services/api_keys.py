@@ -1,8 +1,9 @@
 """Management API keys (create, authenticate, list, revoke) and the audit log (record, read).
 
 A key's secret is shown once, when it is created; only its SHA-256 is stored, with a short prefix
-that listings show so operators can tell keys apart. A key never grants more than its creator
-holds, and it expires: there are no everlasting keys.
+that listings show so operators can tell keys apart. Only signed-in users create keys (a key
+cannot mint keys, so revoking a key ends everything it could do); a key never grants more than
+its creator holds, and it expires: there are no everlasting keys.
 
 These use cases take their collaborators explicitly (a repository, the audit log, a clock) rather
 than the whole ``Deps`` container, so the request path of authentication stays small.
@@ -78,7 +79,8 @@ def create_api_key(  # noqa: PLR0917 - the signature the API layer calls
     Parameters
     ----------
     principal
-        The creator: needs the ``api_keys`` authority and every authority it grants.
+        The creator: a signed-in user (never an API key: a key's children would outlive its
+        revocation) holding the ``api_keys`` authority and every authority it grants.
     name
         What the key is for, 1-100 characters (surrounding spaces are dropped).
     authorities
@@ -89,11 +91,17 @@ def create_api_key(  # noqa: PLR0917 - the signature the API layer calls
     Raises
     ------
     ForbiddenError
-        The creator lacks ``api_keys`` or an authority it tries to grant.
+        The creator is not a user, or lacks ``api_keys`` or an authority it tries to grant.
     InvalidInputError
         A bad name, no authorities or a ttl out of range.
     """
     _require(principal, Authority.API_KEYS)
+    if principal.kind is not PrincipalKind.USER:
+        # A key minted by a key would outlive the revocation of its parent: a leaked key could
+        # plant successors. Keys are made by people, who sign in (and can be removed) themselves.
+        raise ForbiddenError(
+            "API keys cannot create API keys: sign in as a user who holds 'api_keys' to create one"
+        )
     clean_name = check_name("name", name, MAX_NAME_LENGTH)
     if not authorities:
         raise InvalidInputError("grant the key at least one authority, e.g. ['history']")

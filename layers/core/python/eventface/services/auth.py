@@ -151,7 +151,8 @@ def _record(
 
 
 def limit(deps: Deps, principal: Principal) -> None:
-    """TooManyRequestsError (with Retry-After) once a device or API key exceeds its rate."""
+    """TooManyRequestsError (with Retry-After) once a device or API key exceeds its rate (call it
+    right after authentication, before the request's body is parsed or any work is done)."""
     limits = deps.policy.rate_limits
     if principal.kind is PrincipalKind.DEVICE:
         per_minute, kind = limits.per_device_per_minute, rate_limits.DEVICE
@@ -169,6 +170,12 @@ def failed(deps: Deps, source: str) -> None:
     rate_limits.record_failed_auth(
         deps.limiter, deps.clock, source, deps.policy.rate_limits.failed_auth_per_minute
     )
+
+
+def screen(deps: Deps, source: str) -> None:
+    """TooManyRequestsError if this process already knows ``source`` is over its failed-
+    authentication budget: no I/O, so every route calls it before looking up any credential."""
+    rate_limits.screen_source(deps.limiter, deps.clock, source)
 
 
 def admit(deps: Deps, source: str) -> None:

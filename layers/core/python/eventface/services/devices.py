@@ -2,9 +2,11 @@
 
 A terminal manager registers a device for a checkpoint and gets a short activation code (valid
 for minutes, single use). The terminal redeems it on the edge API and receives its device key,
-shown once. Only hashes of codes and keys are stored. The terminal can rotate its key (the old
-one keeps working for a grace period, so a fleet can roll over without dropping scans); a
-revocation is refused on the very next request.
+shown once. Only hashes of codes and keys are stored; a device has one unredeemed code at a time
+(a new code voids the earlier one). The terminal can rotate its current key (the old one keeps
+working for a grace period, so a fleet can roll over without dropping scans, but cannot rotate
+again; of concurrent rotations one wins); a revocation ends every key the device has, and the
+very next request with any of them is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Final
 
 from eventface.domain.access import secret_hash
 from eventface.domain.cursors import Listing
-from eventface.domain.errors import DependencyError, InvalidInputError, UnauthorizedError
+from eventface.domain.errors import DependencyError, ForbiddenError, InvalidInputError, UnauthorizedError
 from eventface.domain.limits import check_name
 from eventface.domain.model import CredentialKind, Device, DeviceCredential, Page, check_id
 from eventface.services.deps import Deps
@@ -153,7 +155,8 @@ def _register(
 
 def new_activation_code(deps: Deps, tenant_id: str, device_id: str) -> DeviceRegistration:
     """Another activation code for a device (the last one expired, or the terminal is replaced:
-    redeeming it replaces the device's key). NotFoundError for unknown or revoked devices."""
+    redeeming it replaces the device's keys). The device's earlier unredeemed code stops working.
+    NotFoundError for unknown or revoked devices."""
     device = deps.devices.get(tenant_id, device_id)
     now = deps.clock.now()
     code = _new_code()
@@ -174,7 +177,10 @@ def activate_device(deps: Deps, code: str | None) -> DeviceActivation:
     activation = deps.devices.credential(secret_hash(normalise_code(code)))
     now = deps.clock.now()
     if activation is None or activation.kind is not CredentialKind.ACTIVATION:
-        raise UnauthorizedError("unknown activation code: check it, or ask the operator for a new one")
+        raise UnauthorizedError(
+            "unknown activation code (or one replaced by a newer code): check it, or ask the operator "
+            "for a new one"
+        )
     if activation.used_at is not None:
         raise UnauthorizedError("this activation code was used already: ask the operator for a new one")
     if not activation.valid(now):
@@ -224,7 +230,24 @@ def _touch(deps: Deps, credential: DeviceCredential, now: datetime) -> None:
 
 
 def rotate_device_key(deps: Deps, current: DeviceCredential) -> DeviceActivation:
-    """A new key for the authenticated device; the presented one works for :data:`KEY_GRACE`."""
+    """A new key for the authenticated device; the presented one works for :data:`KEY_GRACE`
+    (for requests, not for another rotation; a key rotated out before it ends now).
+
+    Raises
+    ------
+    ForbiddenError
+        The presented key was rotated out already (it is in its grace period): only the device's
+        current key can make a new one.
+    StateConflictError
+        Another rotation of the same key won meanwhile (concurrent rotations: one wins).
+    UnauthorizedError
+        The device was revoked meanwhile.
+    """
+    if current.expires_at is not None:
+        raise ForbiddenError(
+            "this device key was rotated out: it still works for scans until "
+            f"{current.expires_at.isoformat()} but cannot make another key; use the device's new key"
+        )
     key = f"efd_{secrets.token_urlsafe(32)}"
     now = deps.clock.now()
     device = deps.devices.rotate(current, _key_credential(current, key), now + KEY_GRACE)

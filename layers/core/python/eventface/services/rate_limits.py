@@ -1,28 +1,30 @@
 """Rate limits: requests per device and per management API key, and failed sign-ins per source.
 
-Every limit is a fixed window of one minute (see :mod:`eventface.adapters.rate_limit` for why).
+Every limit is a sliding window of one minute (see :mod:`eventface.adapters.rate_limit`): no
+calendar-minute reset, so a burst across a minute boundary is refused like any other burst.
 A refusal is a :class:`TooManyRequestsError`, which the APIs answer with 429 and ``Retry-After``.
 
-Failed authentication is counted per *source* (the caller's IP address, or a key's prefix), not
-per principal: a failed attempt names no principal. A source that used up its failure budget is
-refused until the window ends, before its credentials are checked, so guessing stops costing us
-key look-ups; successful requests are never counted, so good sources are unaffected.
+**Admission comes first.** The APIs count a device's or key's request right after authenticating
+it, before the body is parsed or the face engine runs: every authenticated request counts, a
+garbage body as much as a good photo, and a request over the limit costs one counter write.
+
+Failed authentication is counted per *source* (the caller's IP address), not per principal: a
+failed attempt names no principal. A source over its failure budget is refused before its
+credentials are looked up: :func:`screen_source` answers from what this process already knows
+(no I/O, on every authenticated route), :func:`check_failed_auth_allowed` also reads the shared
+counter (one read, on the activation route, where codes could be guessed). Successful requests
+are never counted, so good sources are unaffected.
 """
 
 from __future__ import annotations
 
-import math
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Final
 
 from eventface.domain.errors import TooManyRequestsError
 from eventface.ports import Clock
 from eventface.ports_access import RateLimiter
 
-#: Where device admissions run (threads start on first use).
-_BACKGROUND: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rate-limit")
 #: Every limit counts per minute.
 WINDOW_SECONDS: Final = 60
 #: ``kind`` of :func:`check` for edge devices and for management API keys (also the message's noun).
@@ -47,7 +49,8 @@ class RateLimits:
 
 
 def check(limiter: RateLimiter, clock: Clock, *, kind: str, principal_id: str, limit: int) -> None:
-    """Count one request of ``principal_id`` (a device or API key id) against ``limit`` per minute.
+    """Count one request of ``principal_id`` (a device or API key id) against ``limit`` per minute
+    (call it before any work the request asks for).
 
     Parameters
     ----------
@@ -58,7 +61,8 @@ def check(limiter: RateLimiter, clock: Clock, *, kind: str, principal_id: str, l
     Raises
     ------
     TooManyRequestsError
-        Over the limit in this minute; ``retry_after`` is the seconds until the minute ends.
+        Over the limit in the last minute; ``retry_after`` is the seconds until a request would
+        be admitted again.
     """
     if not kind or not principal_id:
         raise ValueError("kind and principal_id must be non-empty: pass the authenticated principal")
@@ -67,39 +71,47 @@ def check(limiter: RateLimiter, clock: Clock, *, kind: str, principal_id: str, l
         raise TooManyRequestsError(f"too many requests for this {kind}: wait {wait} s and retry", wait)
 
 
-def device_admission(limiter: RateLimiter, clock: Clock, device_id: str, limit: int) -> Future[None]:
-    """:func:`check` for a device, started on a background thread: the edge request overlaps the
-    write with the face engine and waits for it (``.result()``) before it writes anything, so a
-    request over the limit leaves nothing but its refusal."""
-    return _BACKGROUND.submit(check, limiter, clock, kind=DEVICE, principal_id=device_id, limit=limit)
-
-
-def check_failed_auth_allowed(limiter: RateLimiter, clock: Clock, source: str, limit: int) -> None:
-    """Refuse ``source`` if it has had ``limit`` failed sign-ins this minute (call before checking
-    credentials; it reads the count and does not add to it).
+def screen_source(limiter: RateLimiter, clock: Clock, source: str) -> None:
+    """Refuse ``source`` if this process already saw it go over its failed sign-in budget (no I/O:
+    call it before looking up credentials, on every route).
 
     Raises
     ------
     TooManyRequestsError
-        The source used up its failure budget; ``retry_after`` is the seconds until the minute ends.
+        The source is over its failure budget; ``retry_after`` is the seconds until it is not.
+    """
+    wait = limiter.blocked(_failure_key(source), clock.now())
+    if wait is not None:
+        raise _too_many_failures(wait)
+
+
+def check_failed_auth_allowed(limiter: RateLimiter, clock: Clock, source: str, limit: int) -> None:
+    """Refuse ``source`` if it has had ``limit`` failed sign-ins in the last minute (call before
+    checking credentials; it reads the shared count and does not add to it).
+
+    Raises
+    ------
+    TooManyRequestsError
+        The source used up its failure budget; ``retry_after`` is the seconds until it has one.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a whole number >= 1, not {limit!r}: fix the setting")
-    now = clock.now()
-    if limiter.peek(_failure_key(source), WINDOW_SECONDS, now) >= limit:
-        raise _too_many_failures(_seconds_left(now))
+    wait = limiter.peek(_failure_key(source), limit, WINDOW_SECONDS, clock.now())
+    if wait is not None:
+        raise _too_many_failures(wait)
 
 
 def record_failed_auth(limiter: RateLimiter, clock: Clock, source: str, limit: int) -> None:
     """Count one failed sign-in of ``source`` (call when its credentials were refused).
 
-    Returns normally while the source is within ``limit`` failures this minute (the caller then
-    answers 401); the next attempt is refused by :func:`check_failed_auth_allowed`.
+    Returns normally while the source is within ``limit`` failures in the last minute (the caller
+    then answers 401); once over, this process refuses the source in :func:`screen_source`
+    without I/O until its wait is over.
 
     Raises
     ------
     TooManyRequestsError
-        This failure is over the budget (concurrent attempts that all passed the check).
+        This failure is over the budget: answer 429 (this process now refuses the source early).
     """
     wait = limiter.hit(_failure_key(source), limit, WINDOW_SECONDS, clock.now())
     if wait is not None:
@@ -114,9 +126,3 @@ def _failure_key(source: str) -> str:
 
 def _too_many_failures(wait: int) -> TooManyRequestsError:
     return TooManyRequestsError(f"too many failed sign-in attempts: wait {wait} s and retry", wait)
-
-
-def _seconds_left(now: datetime) -> int:
-    # The same window arithmetic as the limiters' (epoch-aligned minutes): peek gives a count only.
-    end = (math.floor(now.timestamp()) // WINDOW_SECONDS + 1) * WINDOW_SECONDS
-    return max(1, math.ceil(end - now.timestamp()))

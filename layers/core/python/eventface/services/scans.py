@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
@@ -28,7 +27,6 @@ from eventface.domain.model import (
     event_expiry,
     job_id_for,
 )
-from eventface.services import rate_limits
 from eventface.services.deps import Deps
 
 #: Rounds of read-decide-write lost to concurrent scans of one participant before giving up (two
@@ -83,14 +81,10 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
         )
     if (scan.photo is None) == (scan.template is None):
         raise InvalidInputError("send either a photo or a template, not both and not neither")
-    # The device's rate limit (one write) is checked while the face is analysed; every write of
-    # the scan waits for it, so a scan over the limit leaves nothing but its refusal.
-    admission = rate_limits.device_admission(
-        deps.limiter, deps.clock, device.device_id, deps.policy.rate_limits.per_device_per_minute
-    )
+    # The device's rate limit was decided by the API before the body was read (auth.limit).
     campaign = deps.campaigns.get(device.tenant_id, device.campaign_id)
     now = deps.clock.now()
-    recorder = _Recorder(deps, campaign, device, now, admission)
+    recorder = _Recorder(deps, campaign, device, now)
 
     refusal = campaign.refusal_reason(scan.checkpoint_id, now)
     if refusal is not None:
@@ -122,7 +116,6 @@ def _apply_stamp_rules(
     """
     campaign, device, now = recorder.campaign, recorder.device, recorder.now
     cooldown_key = "#".join((campaign.tenant_id, campaign.campaign_id, participant_id, device.checkpoint_id))
-    recorder.admit()
     for _ in range(MAX_ATTEMPTS):
         state = deps.ledger.read(campaign.tenant_id, campaign.campaign_id, participant_id, cooldown_key)
         participant, progress = state.participant, state.progress
@@ -198,18 +191,11 @@ def _plain(
 class _Recorder:
     """Makes the one history event of a scan (and its audit entry) and stamps its id on the answer."""
 
-    def __init__(
-        self, deps: Deps, campaign: Campaign, device: DeviceCredential, now: datetime, admission: Future[None]
-    ) -> None:
+    def __init__(self, deps: Deps, campaign: Campaign, device: DeviceCredential, now: datetime) -> None:
         self._deps = deps
         self.campaign = campaign
         self.device = device
         self.now = now
-        self._admission = admission
-
-    def admit(self) -> None:
-        """Wait for the rate-limit check; TooManyRequestsError if the device is over its limit."""
-        self._admission.result()
 
     def event(
         self, outcome: ScanOutcome, result: ScanResult, participant: Participant | None = None
@@ -251,7 +237,6 @@ class _Recorder:
         self, outcome: ScanOutcome, result: ScanResult, participant: Participant | None = None
     ) -> ScanResult:
         """Record the event (with its audit entry) on its own, for a scan that writes nothing else."""
-        self.admit()
         event = self.event(outcome, result, participant)
         self._deps.history.record(event, self.audit_for(event))
         return self.finish(result, event)

@@ -24,7 +24,6 @@ from eventface.domain.vip import (
     VipMember,
     dedupe_key,
 )
-from eventface.services import rate_limits
 from eventface.services.deps import Deps
 
 
@@ -51,8 +50,6 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         The device belongs to another venue (or is a checkpoint camera).
     InvalidInputError, PayloadTooLargeError
         Neither or both of photo and template, an unreadable photo, a template of another model.
-    TooManyRequestsError
-        The device is over its rate limit (nothing is written).
     """
     device = sighting.device
     if device.venue_id != sighting.venue_id:
@@ -62,9 +59,7 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         )
     if (sighting.photo is None) == (sighting.template is None):
         raise InvalidInputError("send either a photo or a template, not both and not neither")
-    admission = rate_limits.device_admission(
-        deps.limiter, deps.clock, device.device_id, deps.policy.rate_limits.per_device_per_minute
-    )
+    # The device's rate limit was decided by the API before the body was read (auth.limit).
     venue = deps.venues.get(device.tenant_id, sighting.venue_id)
     deps.gallery.prefetch(venue.gallery_id)
     try:
@@ -78,7 +73,6 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
     found = [deps.gallery.identify(venue.gallery_id, p, deps.policy.fmr_per_scan) for p in probes]
     matched = [i.participant_id for i in found if i.participant_id is not None]
     members = deps.vip_members.find_many(venue.tenant_id, venue.venue_id, matched) if matched else {}
-    admission.result()  # over the limit: refused before anything is written
     now = deps.clock.now()
     audit = _audit(deps, device, venue, now, len(probes))
     faces: list[SightedFace] = []
