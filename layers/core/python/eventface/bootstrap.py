@@ -41,7 +41,7 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
-from eventface.ports_access import ApiKeyRepository, AuditLog, RateLimiter, TokenVerifier
+from eventface.ports_access import ApiKeyRepository, AuditLog, ProbeWatchStore, RateLimiter, TokenVerifier
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,
@@ -56,6 +56,7 @@ from eventface.services import campaigns as campaign_service
 from eventface.services import devices as device_service
 from eventface.services import history as history_service
 from eventface.services import participants as participant_service
+from eventface.services import probe_guard as probe_guard_service
 from eventface.services import scans as scan_service
 from eventface.services.campaigns import CampaignChanges
 from eventface.services.deps import Policy
@@ -80,6 +81,7 @@ PORTS: Final = (
     "audit",
     "tokens",
     "limiter",
+    "probe_watch",
     "venues",
     "vip_members",
     "staff_devices",
@@ -221,6 +223,15 @@ class Container:
         from eventface.adapters.rate_limit import DynamoRateLimiter
 
         return DynamoRateLimiter(self._tables())
+
+    @property
+    def probe_watch(self) -> ProbeWatchStore:
+        return self._get("probe_watch", self._make_probe_watch)
+
+    def _make_probe_watch(self) -> ProbeWatchStore:
+        from eventface.adapters.probe_watch import DynamoProbeWatchStore
+
+        return DynamoProbeWatchStore(self._tables())
 
     @property
     def venues(self) -> VenueRepository:
@@ -417,9 +428,11 @@ class Services:
 
     # -- devices -----------------------------------------------------------------------------
     def register_device(
-        self, tenant_id: str, campaign_id: str, checkpoint_id: str, name: str = ""
+        self, tenant_id: str, campaign_id: str, checkpoint_id: str, name: str = "", *, type_b: bool = False
     ) -> DeviceRegistration:
-        return device_service.register_device(self.deps, tenant_id, campaign_id, checkpoint_id, name)
+        return device_service.register_device(
+            self.deps, tenant_id, campaign_id, checkpoint_id, name, type_b=type_b
+        )
 
     def new_activation_code(self, tenant_id: str, device_id: str) -> DeviceRegistration:
         return device_service.new_activation_code(self.deps, tenant_id, device_id)
@@ -437,7 +450,15 @@ class Services:
         return device_service.revoke_device(self.deps, tenant_id, device_id)
 
     def list_devices(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
-        return device_service.list_devices(self.deps, tenant_id, limit, cursor)
+        page = device_service.list_devices(self.deps, tenant_id, limit, cursor)
+        return probe_guard_service.with_status(self.deps, page)
+
+    def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
+        device = device_service.set_type_b(self.deps, tenant_id, device_id, type_b)
+        return probe_guard_service.status_of(self.deps, device)
+
+    def clear_probe_abuse(self, tenant_id: str, device_id: str) -> Device:
+        return probe_guard_service.clear(self.deps, tenant_id, device_id)
 
     # -- access control ----------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str]) -> Principal:

@@ -626,6 +626,7 @@ def _device_from_item(item: DeviceItem) -> Device:
         revoked_at=item.revoked_at,
         activated_at=item.activated_at,
         last_seen_at=item.last_seen_at,
+        type_b=bool(item.type_b),
     )
 
 
@@ -642,6 +643,7 @@ def _credential_item(credential: DeviceCredential) -> DeviceCredentialItem:
         expires_at=credential.expires_at,
         used_at=credential.used_at,
         expires=expires,
+        type_b=credential.type_b,
     )
 
 
@@ -656,7 +658,19 @@ def _credential_from_item(item: DeviceCredentialItem) -> DeviceCredential:
         venue_id=item.venue_id,
         expires_at=item.expires_at,
         used_at=item.used_at,
+        type_b=bool(item.type_b),
     )
+
+
+#: Rounds of read-and-write of a device's permission lost to concurrent key changes before giving up.
+_PERMISSION_ROUNDS: Final = 5
+
+
+def _type_b_is(type_b: bool) -> Any:
+    """The condition "the device's Type B permission is ``type_b``" (absent counts as False)."""
+    if type_b:
+        return DeviceItem.type_b == True  # noqa: E712 (a DynamoDB condition, not a comparison)
+    return DeviceItem.type_b.does_not_exist() | (DeviceItem.type_b == False)  # noqa: E712
 
 
 def _cancelled(exc: TransactWriteError) -> bool:
@@ -679,6 +693,7 @@ class DynamoDeviceRegistry:
             venue_id=device.venue_id,
             name=device.name,
             created_at=device.created_at,
+            type_b=device.type_b,
         )
         try:
             with TransactWrite(connection=self._tables.connection) as transaction:
@@ -731,6 +746,7 @@ class DynamoDeviceRegistry:
 
     def activate(self, activation: DeviceCredential, key: DeviceCredential, at: datetime) -> Device:
         item = self._item(activation.tenant_id, activation.device_id)
+        key = replace(key, type_b=bool(item.type_b))  # the permission as it is now, not at registration
         try:
             with TransactWrite(connection=self._tables.connection) as transaction:
                 transaction.update(
@@ -749,7 +765,9 @@ class DynamoDeviceRegistry:
                         DeviceItem.key_hashes.set({key.secret_hash}),
                         DeviceItem.activated_at.set(at),
                     ],
-                    condition=DeviceItem.device_id.exists() & DeviceItem.revoked_at.does_not_exist(),
+                    condition=DeviceItem.device_id.exists()
+                    & DeviceItem.revoked_at.does_not_exist()
+                    & _type_b_is(key.type_b),
                 )
                 for old in item.key_hashes or ():  # a replaced terminal: its old keys stop now
                     transaction.delete(DeviceCredentialItem(old))
@@ -781,7 +799,10 @@ class DynamoDeviceRegistry:
                         DeviceItem.key_hash.set(new.secret_hash),
                         DeviceItem.key_hashes.set({old.secret_hash, new.secret_hash}),
                     ],
-                    condition=DeviceItem.device_id.exists() & DeviceItem.revoked_at.does_not_exist(),
+                    # the new key carries the old one's permission: only if it was not changed since
+                    condition=DeviceItem.device_id.exists()
+                    & DeviceItem.revoked_at.does_not_exist()
+                    & _type_b_is(new.type_b),
                 )
         except TransactWriteError as exc:
             if _cancelled(exc):
@@ -806,6 +827,46 @@ class DynamoDeviceRegistry:
         except TransactWriteError as exc:
             raise _translate(exc, "revoking the device") from exc
         return self.get(tenant_id, device_id)
+
+    def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
+        for _ in range(_PERMISSION_ROUNDS):
+            item = self._item(tenant_id, device_id)
+            if item.revoked_at is not None:
+                raise StateConflictError(f"device {device_id} was revoked: register a new device")
+            # The keys that still exist (a rotated key's item may have gone by TTL) get the flag too.
+            live = self._live_keys(item.key_hashes or set())
+            current = item.key_hash
+            same_key = DeviceItem.key_hash == current if current else DeviceItem.key_hash.does_not_exist()
+            try:
+                with TransactWrite(connection=self._tables.connection) as transaction:
+                    transaction.update(
+                        DeviceItem(tenant_id, device_id),
+                        actions=[DeviceItem.type_b.set(type_b)],
+                        condition=DeviceItem.device_id.exists()
+                        & DeviceItem.revoked_at.does_not_exist()
+                        & same_key,
+                    )
+                    for key_hash in live:
+                        transaction.update(
+                            DeviceCredentialItem(key_hash),
+                            actions=[DeviceCredentialItem.type_b.set(type_b)],
+                            condition=DeviceCredentialItem.secret_hash.exists(),
+                        )
+            except TransactWriteError as exc:
+                if _cancelled(exc):
+                    continue  # a key was activated, rotated or revoked meanwhile: read again
+                raise _translate(exc, "changing the device's permission") from exc
+            return self.get(tenant_id, device_id)
+        raise StateConflictError(
+            f"device {device_id}'s keys kept changing while its permission was set: try again"
+        )
+
+    def _live_keys(self, key_hashes: set[str]) -> tuple[str, ...]:
+        try:
+            found = DeviceCredentialItem.batch_get(sorted(key_hashes), consistent_read=True)
+            return tuple(i.secret_hash for i in found)
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the device's keys") from exc
 
     def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
         try:

@@ -300,7 +300,7 @@ class InMemoryDeviceRegistry:
             self.credentials[activation.secret_hash] = replace(stored, used_at=at)
             if device.key_hash:
                 self.credentials.pop(device.key_hash, None)
-            self.credentials[key.secret_hash] = key
+            self.credentials[key.secret_hash] = replace(key, type_b=device.type_b)
             device = replace(device, key_hash=key.secret_hash, activated_at=at)
             self.devices[(device.tenant_id, device.device_id)] = device
             return device
@@ -311,7 +311,7 @@ class InMemoryDeviceRegistry:
             if device.revoked or old.secret_hash not in self.credentials:
                 raise UnauthorizedError("this device key is no longer valid: activate the device again")
             self.credentials[old.secret_hash] = replace(old, expires_at=grace_until)
-            self.credentials[new.secret_hash] = new
+            self.credentials[new.secret_hash] = replace(new, type_b=device.type_b)
             device = replace(device, key_hash=new.secret_hash)
             self.devices[(device.tenant_id, device.device_id)] = device
             return device
@@ -323,6 +323,18 @@ class InMemoryDeviceRegistry:
             for hashed, credential in list(self.credentials.items()):
                 if (credential.tenant_id, credential.device_id) == (tenant_id, device_id):
                     del self.credentials[hashed]
+            return device
+
+    def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
+        with self._lock:
+            device = self.get(tenant_id, device_id)
+            if device.revoked:
+                raise StateConflictError(f"device {device_id} was revoked: register a new device")
+            device = replace(device, type_b=type_b)
+            self.devices[(tenant_id, device_id)] = device
+            for hashed, credential in list(self.credentials.items()):
+                if (credential.tenant_id, credential.device_id) == (tenant_id, device_id):
+                    self.credentials[hashed] = replace(credential, type_b=type_b)
             return device
 
     def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
@@ -444,6 +456,9 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     from eventface.adapters.rate_limit import InMemoryRateLimiter
 
     ports.setdefault("limiter", InMemoryRateLimiter())
+    from eventface.adapters.probe_watch import InMemoryProbeWatchStore
+
+    ports.setdefault("probe_watch", InMemoryProbeWatchStore())
     from eventface.adapters import memory_vip
 
     ports.setdefault("venues", memory_vip.InMemoryVenueRepository())

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
+from eventface.domain.probe_guard import ProbeGuardPolicy
 from eventface.ports import (
     CampaignRepository,
     Clock,
@@ -19,7 +20,7 @@ from eventface.ports import (
     ScanLedger,
     StampBook,
 )
-from eventface.ports_access import ApiKeyRepository, AuditLog, RateLimiter, TokenVerifier
+from eventface.ports_access import ApiKeyRepository, AuditLog, ProbeWatchStore, RateLimiter, TokenVerifier
 from eventface.ports_vip import (
     AlertStore,
     CrmDirectory,
@@ -45,6 +46,8 @@ class Policy:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     #: Faces of a sighting frame that are searched, largest first.
     max_faces_per_frame: int = 5
+    #: When a device's Type B probes are throttled or blocked (see its docstring for the numbers).
+    probe_guard: ProbeGuardPolicy = field(default_factory=ProbeGuardPolicy)
 
     def page_limit(self, limit: int) -> int:
         """``limit`` if it is a page size the listings allow (1 to ``max_page``), else
@@ -80,6 +83,8 @@ class Deps(Protocol):
     def tokens(self) -> TokenVerifier: ...
     @property
     def limiter(self) -> RateLimiter: ...
+    @property
+    def probe_watch(self) -> ProbeWatchStore: ...
     @property
     def venues(self) -> VenueRepository: ...
     @property

@@ -24,7 +24,7 @@ from eventface.domain.vip import (
     VipMember,
     dedupe_key,
 )
-from eventface.services import rate_limits
+from eventface.services import probe_guard, rate_limits
 from eventface.services.deps import Deps
 
 
@@ -48,11 +48,13 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
     Raises
     ------
     ForbiddenError
-        The device belongs to another venue (or is a checkpoint camera).
+        The device belongs to another venue (or is a checkpoint camera), sends a template without
+        the Type B permission, or is blocked from sending templates by the probe guard.
     InvalidInputError, PayloadTooLargeError
         Neither or both of photo and template, an unreadable photo, a template of another model.
     TooManyRequestsError
-        The device is over its rate limit (nothing is written).
+        The device is over its rate limit, or its templates are paused by the probe guard (nothing
+        is written).
     """
     device = sighting.device
     if device.venue_id != sighting.venue_id:
@@ -62,11 +64,14 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         )
     if (sighting.photo is None) == (sighting.template is None):
         raise InvalidInputError("send either a photo or a template, not both and not neither")
+    probe_guard.require_type_b(device, sighting.template)
+    watcher = probe_guard.ProbeWatcher(deps, device, sighting.template)  # reads in the background
     admission = rate_limits.device_admission(
         deps.limiter, deps.clock, device.device_id, deps.policy.rate_limits.per_device_per_minute
     )
     venue = deps.venues.get(device.tenant_id, sighting.venue_id)
     deps.gallery.prefetch(venue.gallery_id)
+    watcher.admit()  # a paused or blocked Type B device is refused before the search
     try:
         probes = (
             (sighting.template,)
@@ -77,6 +82,9 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         probes = ()
     found = [deps.gallery.identify(venue.gallery_id, p, deps.policy.fmr_per_scan) for p in probes]
     matched = [i.participant_id for i in found if i.participant_id is not None]
+    for probe, identification in zip(probes, found, strict=True):
+        if identification.participant_id is None:
+            watcher.unmatched(probe, identification)  # before the answer leaves (Type B only)
     members = deps.vip_members.find_many(venue.tenant_id, venue.venue_id, matched) if matched else {}
     admission.result()  # over the limit: refused before anything is written
     now = deps.clock.now()
@@ -88,7 +96,7 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
     for probe, identification in zip(probes, found, strict=True):
         member = members.get(identification.participant_id or "")
         if member is None:
-            faces.append(_stranger(probe, identification))
+            faces.append(_stranger(probe))
             continue
         alert_id = None
         if member.member_id not in raised:
@@ -116,7 +124,6 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
                 member_id=member.member_id,
                 name=member.name,
                 tier=member.tier or None,
-                similarity=identification.similarity,
                 alerted=alert_id is not None,
                 alert_id=alert_id,
                 masked=probe.masked,
@@ -124,12 +131,11 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         )
     if not any(raised.values()):  # no transaction carried the audit entry
         deps.audit.append(audit)
-    threshold = next((i.threshold for i in found if i.threshold is not None), None)
-    return SightingResult(faces=tuple(faces), threshold=threshold)
+    return SightingResult(faces=tuple(faces))
 
 
-def _stranger(probe: Probe, identification: Identification) -> SightedFace:
-    return SightedFace(vip=False, similarity=identification.similarity, masked=probe.masked)
+def _stranger(probe: Probe) -> SightedFace:
+    return SightedFace(vip=False, masked=probe.masked)
 
 
 def _alert(
