@@ -4,7 +4,7 @@ One item per device, read with one consistent GetItem while the gallery is prefe
 with one conditional PutItem (``version``), only after a Type B probe that matched nobody: every
 Lambda container sees the same record, and two containers that race write one after the other
 (the loser reads again). The item is bounded (16 quantised templates of 128 bytes plus a few
-numbers: about 2.2 KB). ``expires`` (TTL) removes the record of a device that has not probed for
+numbers: about 2.3 KB). ``expires`` (TTL) removes the record of a device that has not probed for
 two days, unless it is flagged: a flag stays until an admin clears it.
 """
 
