@@ -108,12 +108,15 @@ class ProbeGuardPolicy:
       match. The others needed fewer rises (big lucky steps, or a start near a template): this rule
       is a tripwire, not the fix; without a score there is nothing to climb.
 
-    What an attacker gets (tests/model/test_probe_attack.py measures it): a flood of distinct
-    templates trips ``faces`` after ~165 probes at the device rate limit (120 a minute); a flood of
-    near-copies trips ``repeats`` after ~145. Each pause lets half the capacity back in, and the
-    third trip within a day blocks Type B until an admin looks: about 2 capacities (~300 evaluated
-    probes, one bit each) per device and day, against ~8,600 strangers a day that a busy real camera
-    may send.
+    What an attacker gets: a flood of distinct templates trips ``faces`` after ~165 probes at the
+    device rate limit (120 a minute); a flood of near-copies trips ``repeats`` after ~145. A pause
+    lasts until the tripped bucket has drained to half (7.5 minutes for ``faces``), and the third
+    trip within a day blocks Type B until an admin looks. A hill climb with random restarts that
+    mixes both (tests/model/test_probe_attack.py) got 377-623 answers, one bit each, out of 5,000
+    probes: about what a busy real camera sends in an hour of strangers. Made-up templates match
+    nobody far more reliably than strangers' faces do; an attacker who sends real faces of other
+    people gets the threshold's rate per answer (one stranger in a thousand per scan), like any
+    camera that sees strangers: that rate, not the guard, bounds it.
     """
 
     #: How long an unmatched face is remembered (a visit, plus a person standing in view a while).
