@@ -267,9 +267,15 @@ def erase_participant(campaign_id: str, participant_id: str) -> Response:
 @guard.route(Authority.TERMINALS, "devices.register")
 def register_device(campaign_id: str, checkpoint_id: str) -> Response:
     svc, tenant, request = _call()
-    body = parse.json_object(parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name"})
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name", "type_b"}
+    )
     registration = svc.register_device(
-        tenant, campaign_id, checkpoint_id, parse.string(body, "name", default="")
+        tenant,
+        campaign_id,
+        checkpoint_id,
+        parse.string(body, "name", default=""),
+        type_b=parse.boolean(body, "type_b", default=False),
     )
     logger.info("device registered", extra={"device_id": registration.device.device_id})
     return json_response(encoding.device_registration(registration), 201)
@@ -298,6 +304,27 @@ def new_activation_code(device_id: str) -> Response:
 def revoke_device(device_id: str) -> Response:
     svc, tenant, _ = _call()
     return json_response(encoding.device(svc.revoke_device(tenant, device_id)))
+
+
+@app.route("/v1/devices/{device_id}", methods=["PATCH"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TERMINALS, "devices.update")
+def update_device(device_id: str) -> Response:
+    """Allow (or stop) a device sending templates it computes itself (Type B)."""
+    svc, tenant, request = _call()
+    body = parse.json_object(parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"type_b"})
+    type_b = parse.boolean(body, "type_b")
+    logger.info("device permission changed", extra={"device_id": device_id, "type_b": type_b})
+    return json_response(encoding.device(svc.set_type_b(tenant, device_id, type_b)))
+
+
+@app.route("/v1/devices/{device_id}/probe-abuse", methods=["DELETE"])
+@handled(ADMIN_ERRORS)
+@guard.route(Authority.TENANT_ADMIN, "devices.probe_abuse.clear")
+def clear_probe_abuse(device_id: str) -> Response:
+    """A tenant admin reviewed a flagged device: its templates are accepted again."""
+    svc, tenant, _ = _call()
+    return json_response(encoding.device(svc.clear_probe_abuse(tenant, device_id)))
 
 
 # -- history ----------------------------------------------------------------------------------
@@ -525,9 +552,15 @@ def erase_member(venue_id: str, member_id: str) -> Response:
 @guard.route(Authority.TERMINALS, "devices.register")
 def register_venue_device(venue_id: str) -> Response:
     svc, tenant, request = _call()
-    body = parse.json_object(parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name"})
+    body = parse.json_object(
+        parse.check_size(request.raw_body, svc.deps.settings.max_body_bytes), {"name", "type_b"}
+    )
     registration = device_service.register_venue_device(
-        svc.deps, tenant, venue_id, parse.string(body, "name", default="")
+        svc.deps,
+        tenant,
+        venue_id,
+        parse.string(body, "name", default=""),
+        type_b=parse.boolean(body, "type_b", default=False),
     )
     logger.info("venue device registered", extra={"device_id": registration.device.device_id})
     return json_response(encoding.device_registration(registration), 201)

@@ -64,7 +64,6 @@ def record_scan(checkpoint_id: str) -> Response:
             "recognised": result.recognised,
             "reason": result.reason,
             "new_stamp": result.new_stamp,
-            "similarity": result.similarity,
         },
     )
     return json_response(encoding.scan_result(result))

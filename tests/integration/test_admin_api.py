@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -490,6 +491,100 @@ def test_admin_device_lifecycle_register_list_new_code_revoke(api):
     assert after.status_code == 404
 
 
+def test_admin_type_b_is_off_by_default_and_allowed_at_registration_or_later(api):
+    # given
+    campaign_id, checkpoint_id = api.campaign(publish=True)
+    api.participant(campaign_id)
+    devices = f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices"
+    # when: one camera registered as usual, one allowed Type B at registration
+    plain = api.ok("POST", devices, {"name": "photo cam"}, 201)
+    typed = api.ok("POST", devices, {"name": "gate cam", "type_b": True}, 201)
+    edge_client = Client(edge.app, stage_name="local", project_dir=str(EDGE_PROJECT))
+    plain_key = _activate(edge_client, plain["activation_code"])
+    typed_key = _activate(edge_client, typed["activation_code"])
+    template = {"template": list(BOB), "model_id": MODEL}
+    before = _scan(edge_client, checkpoint_id, plain_key, template)
+    typed_scan = _scan(edge_client, checkpoint_id, typed_key, template)
+    allowed = api.ok("PATCH", f"/v1/devices/{plain['device_id']}", {"type_b": True})
+    after = _scan(edge_client, checkpoint_id, plain_key, template)
+    stopped = api.ok("PATCH", f"/v1/devices/{typed['device_id']}", {"type_b": False})
+    typed_after = _scan(edge_client, checkpoint_id, typed_key, template)
+    listed = {d["device_id"]: d for d in api.ok("GET", "/v1/devices")["items"]}
+    bad = api.call("PATCH", f"/v1/devices/{plain['device_id']}", {"type_b": "yes"})
+    # then: the flag is on the device and on the key it already holds, at once
+    assert plain["type_b"] is False and typed["type_b"] is True
+    assert before.status_code == 403 and typed_scan.status_code == 200
+    assert allowed["type_b"] is True and after.status_code == 200 and after.json_body["recognised"]
+    assert stopped["type_b"] is False and typed_after.status_code == 403
+    assert listed[plain["device_id"]]["type_b"] is True and listed[typed["device_id"]]["type_b"] is False
+    assert listed[plain["device_id"]]["probe_abuse"] == {
+        "flagged": False,
+        "flags": 0,
+        "flagged_at": None,
+        "throttled_until": None,
+        "quarantined": False,
+        "reason": None,
+    }
+    assert bad.status_code == 400 and "type_b" in bad.json_body["Message"]
+    actions = {e.action for e in api.services.deps.audit.list(TENANT).items}
+    assert "devices.update" in actions
+
+
+def test_admin_sees_a_probing_device_flagged_and_a_tenant_admin_clears_it(api):
+    # given: a Type B camera that floods made-up templates until it is blocked
+    campaign_id, checkpoint_id = api.campaign(publish=True)
+    api.participant(campaign_id)
+    device = api.ok(
+        "POST", f"/v1/campaigns/{campaign_id}/checkpoints/{checkpoint_id}/devices", {"type_b": True}, 201
+    )
+    edge_client = Client(edge.app, stage_name="local", project_dir=str(EDGE_PROJECT))
+    key = _activate(edge_client, device["activation_code"])
+    clock = api.services.deps.clock
+    codes = []
+    rng = random.Random(11)
+    for _ in range(3000):
+        vector = unit_vector(*[rng.gauss(0.0, 1.0) for _ in range(128)])
+        answer = _scan(edge_client, checkpoint_id, key, {"template": list(vector), "model_id": MODEL})
+        codes.append(answer.status_code)
+        clock.advance(int(answer.headers.get("Retry-After", 0)) if answer.status_code == 429 else 0.5)
+        if answer.status_code == 403:
+            break
+    # when
+    flagged = {d["device_id"]: d for d in api.ok("GET", "/v1/devices")["items"]}[device["device_id"]]
+    trips = api.ok("GET", "/v1/audit?action=devices.probe_abuse")["items"]
+    terminals_only = seed_key(api.services, "efk_terminals", frozenset({Authority.TERMINALS}))
+    refused = api.call("DELETE", f"/v1/devices/{device['device_id']}/probe-abuse", key="efk_terminals")
+    cleared = api.ok("DELETE", f"/v1/devices/{device['device_id']}/probe-abuse")
+    photo_free = _scan(edge_client, checkpoint_id, key, {"template": list(BOB), "model_id": MODEL})
+    # then: paused twice (429), then blocked (403) until a tenant admin cleared it
+    assert codes[-1] == 403 and codes.count(429) >= 2 and codes.count(200) < 600
+    assert flagged["probe_abuse"]["flagged"] is True and flagged["probe_abuse"]["quarantined"] is True
+    assert (
+        flagged["probe_abuse"]["flags"] == 3
+        and "distinct unmatched templates" in flagged["probe_abuse"]["reason"]
+    )
+    assert len(trips) == 3 and {t["actor"] for t in trips} == {f"device:{device['device_id']}"}
+    assert terminals_only.authorities == frozenset({Authority.TERMINALS}) and refused.status_code == 403
+    assert cleared["probe_abuse"]["flagged"] is False and cleared["probe_abuse"]["quarantined"] is False
+    assert photo_free.status_code == 200 and photo_free.json_body["recognised"] is True
+
+
+def _activate(edge_client: Client, code: str) -> str:
+    response = edge_client.http.post(
+        "/v1/activations", headers={"content-type": "application/json"}, body=json.dumps({"code": code})
+    )
+    assert response.status_code == 201, response.body
+    return str(response.json_body["device_key"])
+
+
+def _scan(edge_client: Client, checkpoint_id: str, key: str, body: dict[str, Any]) -> Any:
+    return edge_client.http.post(
+        f"/v1/checkpoints/{checkpoint_id}/scans",
+        headers={"x-device-key": key, "content-type": "application/json"},
+        body=json.dumps(body),
+    )
+
+
 def test_admin_history_lists_scans_newest_first(api):
     # given: a scan through the services
     campaign_id, checkpoint_id = api.campaign(publish=True)
@@ -525,6 +620,8 @@ GUARDED: list[tuple[str, str, Authority | None]] = [
     ("DELETE", "/v1/devices/x", Authority.TERMINALS),
     ("GET", "/v1/devices", Authority.TERMINALS),
     ("POST", "/v1/devices/x/activation-code", Authority.TERMINALS),
+    ("PATCH", "/v1/devices/x", Authority.TERMINALS),
+    ("DELETE", "/v1/devices/x/probe-abuse", Authority.TENANT_ADMIN),
     ("GET", "/v1/campaigns/x/history", Authority.HISTORY),
     ("POST", "/v1/api-keys", Authority.API_KEYS),
     ("GET", "/v1/api-keys", Authority.API_KEYS),
@@ -822,6 +919,7 @@ VALID_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/venues/x/members"): {"name": "Eve", "photo": b64(FACE)},
     ("POST", "/v1/venues/x/staff-devices"): {"name": "Spy", "platform": "inbox"},
     ("POST", "/v1/campaigns/x/messages"): {"body": {"en": "Hi"}},
+    ("PATCH", "/v1/devices/x"): {"type_b": True},
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from eventface.domain.access import secret_hash
 from eventface.domain.errors import DependencyError, InvalidInputError
 from eventface.domain.model import Checkpoint, CredentialKind, Device, DeviceCredential, Probe
 from eventface.local.apps import EDGE_PROJECT, REPO_ROOT, load_app
+from eventface.services import devices as device_service
+from eventface.services import venues as venue_service
 from eventface.services.participants import Registration
 from eventface.settings import Settings
 from face_engine.errors import ImageDecodeError, ModelLoadError
@@ -42,7 +45,32 @@ MODEL = "sface-2021dec"
 ANN_PHOTO = b"\xff\xd8ann-face-jpeg"
 ANN = unit_vector(1.0, *([0.0] * 127))
 STRANGER = unit_vector(0.0, 1.0, *([0.0] * 126))
+#: Similarity 0.45 with Ann: just under the fake gallery's threshold (0.5).
+NEAR_MISS = unit_vector(0.45, math.sqrt(1 - 0.45**2), *([0.0] * 126))
+SIGHTED_STRANGER = {
+    "vip": False,
+    "member_id": None,
+    "name": None,
+    "tier": None,
+    "alerted": False,
+    "alert_id": None,
+    "masked": False,
+}
 LIMITS = {"EVENTFACE_MAX_PHOTO_BYTES": "2048", "EVENTFACE_MAX_BODY_BYTES": "4096"}
+#: Everything a scan answer may say: who, stamps, why not, masked; never a score or a threshold.
+SCAN_ANSWER_KEYS = {
+    "recognised",
+    "nickname",
+    "new_stamp",
+    "already_stamped",
+    "stamps",
+    "required",
+    "completed",
+    "reason",
+    "message",
+    "masked",
+    "event_id",
+}
 
 
 edge = load_app(PROJECT, "eventface_edge_app")
@@ -73,7 +101,8 @@ class World:
 
 
 def seed(services: Services, faces: InMemoryFaceAnalyzer) -> tuple[str, str]:
-    """Create, publish, register Ann and a gate device through the services; return key, id."""
+    """Create, publish, register Ann and a gate device (allowed Type B) through the services;
+    return key, id."""
     services.create_campaign(
         "default",
         "rally",
@@ -86,7 +115,7 @@ def seed(services: Services, faces: InMemoryFaceAnalyzer) -> tuple[str, str]:
     services.publish_campaign("default", "rally")
     faces.faces[ANN_PHOTO] = ANN
     services.register_participant(Registration("default", "rally", ANN_PHOTO, "Ann", consent=True))
-    registration = services.register_device("default", "rally", "gate", "gate cam")
+    registration = services.register_device("default", "rally", "gate", "gate cam", type_b=True)
     activation = services.activate_device(registration.activation_code)
     return activation.key, activation.device.device_id
 
@@ -117,6 +146,10 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def random_unit(rng: random.Random) -> tuple[float, ...]:
+    return unit_vector(*(rng.gauss(0.0, 1.0) for _ in range(128)))
+
+
 def template_body(vector: tuple[float, ...] = ANN, **extra: Any) -> dict[str, Any]:
     return {"template": list(vector), "model_id": MODEL, "masked": False, **extra}
 
@@ -130,15 +163,7 @@ def test_edge_scan_raw_image_stamps_recognised_participant(world, content_type):
     body = response.json_body
     assert body["recognised"] is True and body["nickname"] == "Ann"
     assert body["new_stamp"] is True and body["stamps"] == 1 and body["required"] == 2
-    assert set(body) >= {
-        "already_stamped",
-        "completed",
-        "reason",
-        "message",
-        "similarity",
-        "threshold",
-        "masked",
-    }
+    assert set(body) == SCAN_ANSWER_KEYS
 
 
 def test_edge_scan_json_photo_stamps_and_repeat_is_already_stamped(world):
@@ -166,6 +191,122 @@ def test_edge_scan_unknown_face_is_answer_not_error(world):
     # then
     assert response.status_code == 200
     assert response.json_body["recognised"] is False and response.json_body["reason"] == "unknown"
+
+
+# -- the answer is no similarity oracle (issue 11, finding 3) ------------------------------------
+
+
+def _scan_bodies() -> list[Any]:
+    stranger_photo = b"\xff\xd8stranger-face"
+    return [
+        pytest.param(ANN_PHOTO, "image/jpeg", id="photo-recognised"),
+        pytest.param(stranger_photo, "image/jpeg", id="photo-unknown"),
+        pytest.param(b"\xff\xd8no-face-at-all", "image/jpeg", id="photo-no-face"),
+        pytest.param(template_body(), "application/json", id="template-recognised"),
+        pytest.param(template_body(NEAR_MISS), "application/json", id="template-near-miss"),
+        pytest.param(template_body(STRANGER), "application/json", id="template-unknown"),
+    ]
+
+
+@pytest.mark.parametrize(("body", "content_type"), _scan_bodies())
+def test_edge_scan_answer_carries_no_score_match_or_not(world, body, content_type):
+    # given
+    world.faces.faces[b"\xff\xd8stranger-face"] = STRANGER
+    # when
+    response = world.scan(body, content_type)
+    # then: who, stamps and why not; no similarity, threshold or anything made from them
+    assert response.status_code == 200
+    assert set(response.json_body) == SCAN_ANSWER_KEYS
+    assert all(not isinstance(v, float) for v in response.json_body.values())
+
+
+def test_edge_scan_near_miss_and_far_miss_get_the_same_answer_but_history_keeps_the_score(world):
+    # when: a template just under the threshold, and one nowhere near anybody
+    near = world.scan(template_body(NEAR_MISS)).json_body
+    far = world.scan(template_body(STRANGER)).json_body
+    # then: one bit (nobody) and nothing to climb on; the tenant's history still has the scores
+    assert {k: v for k, v in near.items() if k != "event_id"} == {
+        k: v for k, v in far.items() if k != "event_id"
+    }
+    events = {e.event_id: e for e in world.services.list_history("default", "rally").items}
+    assert events[near["event_id"]].similarity == pytest.approx(0.45)
+    assert events[far["event_id"]].similarity == pytest.approx(0.0, abs=1e-9)
+    assert events[near["event_id"]].threshold == pytest.approx(0.5)
+
+
+def _venue_camera(world: World, *, type_b: bool) -> tuple[str, str]:
+    """Venue "lobby" with Ann as a VIP member, and an activated camera there: venue id, key."""
+    deps = world.services.deps
+    venue = venue_service.create_venue(deps, "default", "Lobby")
+    venue_service.add_member(
+        deps, venue_service.MemberRegistration("default", venue.venue_id, ANN_PHOTO, "Ms Ann", tier="Gold")
+    )
+    registration = device_service.register_venue_device(deps, "default", venue.venue_id, "cam", type_b=type_b)
+    return venue.venue_id, world.services.activate_device(registration.activation_code).key
+
+
+def test_edge_sighting_answer_carries_no_score(world):
+    # given
+    venue_id, key = _venue_camera(world, type_b=True)
+    post = world.client.http.post
+    headers = {"x-device-key": key, "content-type": "application/json"}
+    # when
+    answers = [
+        post(f"/v1/venues/{venue_id}/sightings", headers=headers, body=json.dumps(template_body(v))).json_body
+        for v in (ANN, NEAR_MISS, STRANGER)
+    ]
+    # then
+    for answer in answers:
+        assert set(answer) == {"vip", "faces"}
+        for face in answer["faces"]:
+            assert set(face) == {"vip", "member_id", "name", "tier", "alerted", "alert_id", "masked"}
+    assert answers[0]["faces"][0]["vip"] is True and answers[0]["faces"][0]["name"] == "Ms Ann"
+    assert answers[1] == answers[2] == {"vip": False, "faces": [SIGHTED_STRANGER]}
+
+
+def test_edge_template_from_a_device_without_type_b_is_403_saying_how_to_allow_it(world):
+    # given: a camera registered without the Type B permission
+    registration = world.services.register_device("default", "rally", "gate", "photo cam")
+    key = world.services.activate_device(registration.activation_code).key
+    venue_id, venue_key = _venue_camera(world, type_b=False)
+    # when
+    template = world.scan(template_body(), key=key)
+    sighting = world.client.http.post(
+        f"/v1/venues/{venue_id}/sightings",
+        headers={"x-device-key": venue_key, "content-type": "application/json"},
+        body=json.dumps(template_body()),
+    )
+    photo = world.scan(ANN_PHOTO, "image/jpeg", key=key)
+    # then: refused and audited; photos work
+    for refused in (template, sighting):
+        assert refused.status_code == 403 and refused.json_body["Code"] == "ForbiddenError"
+        assert '{"type_b": true}' in refused.json_body["Message"]
+        assert "PATCH /v1/devices/" in refused.json_body["Message"]
+    assert photo.status_code == 200 and photo.json_body["recognised"] is True
+    denied = [e for e in world.services.deps.audit.list("default").items if e.outcome.value == "denied"]
+    assert {e.action for e in denied} == {"scan", "sighting"}
+
+
+def test_edge_template_flood_is_paused_audited_and_flagged(world):
+    # given: a Type B device that sends a new made-up template every 0.6 s (just under its rate limit)
+    rng = random.Random(7)
+    answers = []
+    # when
+    for _ in range(400):
+        answers.append(world.scan(template_body(random_unit(rng))))
+        world.services.deps.clock.advance(0.6)
+    photo = world.scan(ANN_PHOTO, "image/jpeg")
+    # then: answered until the guard trips, then 429 with Retry-After; photos still work
+    codes = [a.status_code for a in answers]
+    first = codes.index(429)
+    assert set(codes[:first]) == {200} and 100 <= first <= 200
+    assert "Retry-After" in answers[first].headers
+    assert "photos are still accepted" in answers[first].json_body["Message"]
+    assert photo.status_code == 200
+    trips = world.services.deps.audit.list("default", action="devices.probe_abuse").items
+    assert trips and trips[-1].actor == f"device:{world.device_id}" and trips[-1].outcome.value == "denied"
+    (device,) = world.services.list_devices("default").items
+    assert device.probe_status is not None and device.probe_status.flagged
 
 
 @pytest.mark.parametrize(

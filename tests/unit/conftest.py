@@ -52,6 +52,7 @@ class World:
     audit: Any
     tokens: Any
     limiter: Any
+    probe_watch: Any
     venues: Any
     vip_members: Any
     staff_devices: Any
@@ -122,9 +123,11 @@ def make_participant(world: World) -> Callable[..., tuple[Participant, bytes]]:
 
 @pytest.fixture
 def make_device(world: World) -> Callable[..., tuple[Device, str]]:
-    def make(checkpoint_id: str = "gate", campaign_id: str = "rally") -> tuple[Device, str]:
+    def make(
+        checkpoint_id: str = "gate", campaign_id: str = "rally", *, type_b: bool = False
+    ) -> tuple[Device, str]:
         registration = world.services.register_device(
-            TENANT, campaign_id, checkpoint_id, f"camera {checkpoint_id}"
+            TENANT, campaign_id, checkpoint_id, f"camera {checkpoint_id}", type_b=type_b
         )
         activation = world.services.activate_device(registration.activation_code)
         return activation.device, activation.key

@@ -219,7 +219,7 @@ def test_record_scan_accepts_a_device_template(world, make_campaign, make_partic
     # given
     make_campaign()
     make_participant(axis=2)
-    device, _ = make_device("gate")
+    device, _ = make_device("gate", type_b=True)
     probe = Probe(vector=tuple(1.0 if i == 2 else 0.0 for i in range(8)), model_id="fake-model")
     # when
     result = world.services.record_scan(Scan(device, "gate", template=probe))
@@ -244,7 +244,7 @@ def test_record_scan_needs_exactly_one_of_photo_and_template(world, make_campaig
 def test_record_scan_template_of_another_model_is_refused(world, make_campaign, make_device):
     # given
     make_campaign()
-    device, _ = make_device("gate")
+    device, _ = make_device("gate", type_b=True)
     # when / then
     with pytest.raises(InvalidInputError, match="other-model"):
         world.services.record_scan(Scan(device, "gate", template=Probe((1.0,) * 8, "other-model")))

@@ -45,8 +45,10 @@ def _member(world: Any, venue: Venue, axis: int, name: str = "Sato Hanako") -> V
     )
 
 
-def _camera(world: Any, venue: Venue) -> DeviceCredential:
-    registration = devices.register_venue_device(world.services.deps, TENANT, venue.venue_id, "lobby")
+def _camera(world: Any, venue: Venue, *, type_b: bool = False) -> DeviceCredential:
+    registration = devices.register_venue_device(
+        world.services.deps, TENANT, venue.venue_id, "lobby", type_b=type_b
+    )
     key = devices.activate_device(world.services.deps, registration.activation_code).key
     return devices.authenticate_device(world.services.deps, key)
 
@@ -147,7 +149,7 @@ def test_alerting_sighting_is_audited_once(world, venue):
 def test_type_b_template_is_searched(world, venue):
     # given
     _member(world, venue, 2)
-    camera = _camera(world, venue)
+    camera = _camera(world, venue, type_b=True)
     # when
     result = sightings.record_sighting(
         world.services.deps,

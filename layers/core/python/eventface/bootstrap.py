@@ -46,6 +46,7 @@ from eventface.ports_access import (
     ApiKeyRepository,
     AuditLog,
     MembershipDirectory,
+    ProbeWatchStore,
     RateLimiter,
     TokenVerifier,
     UserDirectory,
@@ -67,6 +68,7 @@ from eventface.services import devices as device_service
 from eventface.services import history as history_service
 from eventface.services import memberships as membership_service
 from eventface.services import participants as participant_service
+from eventface.services import probe_guard as probe_guard_service
 from eventface.services import scans as scan_service
 from eventface.services.campaigns import CampaignChanges
 from eventface.services.deps import Policy
@@ -93,6 +95,7 @@ PORTS: Final = (
     "limiter",
     "memberships",
     "users",
+    "probe_watch",
     "venues",
     "vip_members",
     "staff_devices",
@@ -259,6 +262,15 @@ class Container:
         from eventface.adapters.cognito_users import CognitoUserDirectory
 
         return CognitoUserDirectory(self.settings.user_pool_id)
+
+    @property
+    def probe_watch(self) -> ProbeWatchStore:
+        return self._get("probe_watch", self._make_probe_watch)
+
+    def _make_probe_watch(self) -> ProbeWatchStore:
+        from eventface.adapters.probe_watch import DynamoProbeWatchStore
+
+        return DynamoProbeWatchStore(self._tables())
 
     @property
     def venues(self) -> VenueRepository:
@@ -487,9 +499,11 @@ class Services:
 
     # -- devices -----------------------------------------------------------------------------
     def register_device(
-        self, tenant_id: str, campaign_id: str, checkpoint_id: str, name: str = ""
+        self, tenant_id: str, campaign_id: str, checkpoint_id: str, name: str = "", *, type_b: bool = False
     ) -> DeviceRegistration:
-        return device_service.register_device(self.deps, tenant_id, campaign_id, checkpoint_id, name)
+        return device_service.register_device(
+            self.deps, tenant_id, campaign_id, checkpoint_id, name, type_b=type_b
+        )
 
     def new_activation_code(self, tenant_id: str, device_id: str) -> DeviceRegistration:
         return device_service.new_activation_code(self.deps, tenant_id, device_id)
@@ -507,7 +521,15 @@ class Services:
         return device_service.revoke_device(self.deps, tenant_id, device_id)
 
     def list_devices(self, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:
-        return device_service.list_devices(self.deps, tenant_id, limit, cursor)
+        page = device_service.list_devices(self.deps, tenant_id, limit, cursor)
+        return probe_guard_service.with_status(self.deps, page)
+
+    def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
+        device = device_service.set_type_b(self.deps, tenant_id, device_id, type_b)
+        return probe_guard_service.status_of(self.deps, device)
+
+    def clear_probe_abuse(self, tenant_id: str, device_id: str) -> Device:
+        return probe_guard_service.clear(self.deps, tenant_id, device_id)
 
     # -- access control ----------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str]) -> Principal:

@@ -179,6 +179,12 @@ class DeviceRegistry(Protocol):
         unredeemed code), whatever rotations ran before or concurrently; NotFoundError if unknown."""
         ...
 
+    def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
+        """Allow (or stop) the device sending templates: the device and every key it holds carry
+        the flag (keys made later inherit it). NotFoundError if unknown, StateConflictError if
+        revoked."""
+        ...
+
     def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
         """Record that the device was seen at ``at`` (best effort)."""
         ...

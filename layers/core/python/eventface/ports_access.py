@@ -14,6 +14,7 @@ from typing import Protocol
 
 from eventface.domain.access import ApiKey, AuditEntry, DirectoryUser, Membership
 from eventface.domain.model import Page
+from eventface.domain.probe_guard import ProbeWatch
 
 
 class ApiKeyRepository(Protocol):
@@ -164,4 +165,21 @@ class UserDirectory(Protocol):
 
     def sign_out(self, username: str) -> None:
         """Revoke the user's refresh tokens (their ID tokens live until they expire)."""
+        ...
+
+
+class ProbeWatchStore(Protocol):
+    """The probe guard's record of each device (:class:`ProbeWatch`), shared by every container."""
+
+    def get(self, tenant_id: str, device_id: str) -> ProbeWatch:
+        """The device's record, strongly consistent (version 0 and empty if it has none)."""
+        ...
+
+    def save(self, watch: ProbeWatch) -> bool:
+        """Store ``watch`` as version ``watch.version + 1`` if the stored one is still
+        ``watch.version``; False (nothing written) if another write came first."""
+        ...
+
+    def get_many(self, tenant_id: str, device_ids: Collection[str]) -> dict[str, ProbeWatch]:
+        """The records of those devices that have one, by device id (for listings)."""
         ...

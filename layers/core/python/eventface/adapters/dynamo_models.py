@@ -95,6 +95,7 @@ from pynamodb.exceptions import TableError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
+from eventface.adapters.probe_watch import ProbeWatchItem  # it does not import this module
 from eventface.adapters.rate_limit import RateCounterItem  # it does not import this module
 
 BILLING: Final = "PAY_PER_REQUEST"
@@ -220,6 +221,7 @@ class DeviceItem(Model):
     activated_at = UTCDateTimeAttribute(null=True)
     revoked_at = UTCDateTimeAttribute(null=True)
     last_seen_at = UTCDateTimeAttribute(null=True)
+    type_b = BooleanAttribute(null=True)  # may send templates (Type B); absent: no
 
 
 class DeviceCredentialItem(Model):
@@ -241,6 +243,7 @@ class DeviceCredentialItem(Model):
     expires_at = UTCDateTimeAttribute(null=True)
     used_at = UTCDateTimeAttribute(null=True)
     expires = TTLAttribute(null=True)
+    type_b = BooleanAttribute(null=True)  # the device's Type B permission, for a one-read check
 
 
 class CooldownItem(Model):
@@ -534,10 +537,12 @@ MODELS: Final[dict[str, type[Model]]] = {
     "messages": MessageItem,
     "idempotency": IdempotencyItem,
     "memberships": MembershipItem,
+    "probe_watch": ProbeWatchItem,
 }
 #: Tables whose items expire (TTL enabled on creation).
 TTL_TABLES: Final = frozenset(
     {"rate_limits", "device_credentials", "history", "cooldowns", "outbox", "audit", "alerts", "idempotency"}
+    | {"probe_watch"}
 )
 _bind_lock = threading.Lock()
 #: The connection of the bound prefix (see :func:`bind`).

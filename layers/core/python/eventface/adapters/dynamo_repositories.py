@@ -673,6 +673,7 @@ def _device_from_item(item: DeviceItem) -> Device:
         revoked_at=item.revoked_at,
         activated_at=item.activated_at,
         last_seen_at=item.last_seen_at,
+        type_b=bool(item.type_b),
     )
 
 
@@ -689,6 +690,7 @@ def _credential_item(credential: DeviceCredential) -> DeviceCredentialItem:
         expires_at=credential.expires_at,
         used_at=credential.used_at,
         expires=expires,
+        type_b=credential.type_b,
     )
 
 
@@ -703,7 +705,19 @@ def _credential_from_item(item: DeviceCredentialItem) -> DeviceCredential:
         venue_id=item.venue_id,
         expires_at=item.expires_at,
         used_at=item.used_at,
+        type_b=bool(item.type_b),
     )
+
+
+#: Rounds of read-and-write of a device's permission lost to concurrent key changes before giving up.
+_PERMISSION_ROUNDS: Final = 5
+
+
+def _type_b_is(type_b: bool) -> Any:
+    """The condition "the device's Type B permission is ``type_b``" (absent counts as False)."""
+    if type_b:
+        return DeviceItem.type_b == True  # noqa: E712 (a DynamoDB condition, not a comparison)
+    return DeviceItem.type_b.does_not_exist() | (DeviceItem.type_b == False)  # noqa: E712
 
 
 def _cancelled(exc: TransactWriteError) -> bool:
@@ -771,6 +785,7 @@ class DynamoDeviceRegistry:
             name=device.name,
             created_at=device.created_at,
             activation_hash=activation.secret_hash,
+            type_b=device.type_b,
         )
         try:
             with TransactWrite(connection=self._tables.connection) as transaction:
@@ -844,6 +859,7 @@ class DynamoDeviceRegistry:
                 raise UnauthorizedError(
                     "this activation code is no longer valid: ask the operator for a new one"
                 )
+            key = replace(key, type_b=bool(item.type_b))  # the permission as it is now
             try:
                 with TransactWrite(connection=self._tables.connection) as transaction:
                     transaction.update(
@@ -863,7 +879,9 @@ class DynamoDeviceRegistry:
                             DeviceItem.activated_at.set(at),
                             DeviceItem.activation_hash.remove(),
                         ],
-                        condition=_unchanged(item) & DeviceItem.revoked_at.does_not_exist(),
+                        condition=_unchanged(item)
+                        & DeviceItem.revoked_at.does_not_exist()
+                        & _type_b_is(key.type_b),
                     )
                     for old in item.key_hashes or ():  # a replaced terminal: its old keys stop now
                         transaction.delete(DeviceCredentialItem(old))
@@ -881,6 +899,7 @@ class DynamoDeviceRegistry:
                 raise UnauthorizedError(REVOKED_DEVICE)
             if item.key_hash != old.secret_hash:
                 raise StateConflictError(ROTATED_MEANWHILE)
+            new = replace(new, type_b=bool(item.type_b))  # the new key carries the device's permission
             try:
                 with TransactWrite(connection=self._tables.connection) as transaction:
                     transaction.update(
@@ -901,7 +920,9 @@ class DynamoDeviceRegistry:
                             DeviceItem.key_hash.set(new.secret_hash),
                             DeviceItem.key_hashes.set({old.secret_hash, new.secret_hash}),
                         ],
-                        condition=_unchanged(item) & DeviceItem.revoked_at.does_not_exist(),
+                        condition=_unchanged(item)
+                        & DeviceItem.revoked_at.does_not_exist()
+                        & _type_b_is(new.type_b),
                     )
                     # The key rotated out before this one ends now: one key in grace at a time.
                     for earlier in (item.key_hashes or set()) - {old.secret_hash}:
@@ -941,6 +962,42 @@ class DynamoDeviceRegistry:
         raise StateConflictError(
             f"the keys of device {device_id} kept changing while it was revoked: revoke it again"
         )
+
+    def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
+        for _ in range(_PERMISSION_ROUNDS):
+            item = self._item(tenant_id, device_id)
+            if item.revoked_at is not None:
+                raise StateConflictError(f"device {device_id} was revoked: register a new device")
+            # The keys that still exist (a rotated key's item may have gone by TTL) get the flag too.
+            live = self._live_keys(item.key_hashes or set())
+            try:
+                with TransactWrite(connection=self._tables.connection) as transaction:
+                    transaction.update(
+                        DeviceItem(tenant_id, device_id),
+                        actions=[DeviceItem.type_b.set(type_b)],
+                        condition=_unchanged(item) & DeviceItem.revoked_at.does_not_exist(),
+                    )
+                    for key_hash in live:
+                        transaction.update(
+                            DeviceCredentialItem(key_hash),
+                            actions=[DeviceCredentialItem.type_b.set(type_b)],
+                            condition=DeviceCredentialItem.secret_hash.exists(),
+                        )
+            except TransactWriteError as exc:
+                if _lost_race(exc):
+                    continue  # a key was activated, rotated or revoked meanwhile: read again
+                raise _translate(exc, "changing the device's permission") from exc
+            return self.get(tenant_id, device_id)
+        raise StateConflictError(
+            f"device {device_id}'s keys kept changing while its permission was set: try again"
+        )
+
+    def _live_keys(self, key_hashes: set[str]) -> tuple[str, ...]:
+        try:
+            found = DeviceCredentialItem.batch_get(sorted(key_hashes), consistent_read=True)
+            return tuple(i.secret_hash for i in found)
+        except PynamoDBException as exc:
+            raise _translate(exc, "reading the device's keys") from exc
 
     def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
         try:

@@ -317,7 +317,7 @@ class InMemoryDeviceRegistry:
                 )
             self.credentials[activation.secret_hash] = replace(stored, used_at=at)
             self._drop(device, CredentialKind.KEY)  # a replaced terminal: every old key stops now
-            self.credentials[key.secret_hash] = key
+            self.credentials[key.secret_hash] = replace(key, type_b=device.type_b)
             device = replace(device, key_hash=key.secret_hash, activated_at=at)
             self.devices[(device.tenant_id, device.device_id)] = device
             return device
@@ -337,7 +337,7 @@ class InMemoryDeviceRegistry:
                 )
             self._drop(device, CredentialKind.KEY, keep=old.secret_hash)  # one key in grace at a time
             self.credentials[old.secret_hash] = replace(stored, expires_at=grace_until)
-            self.credentials[new.secret_hash] = new
+            self.credentials[new.secret_hash] = replace(new, type_b=device.type_b)
             device = replace(device, key_hash=new.secret_hash)
             self.devices[(device.tenant_id, device.device_id)] = device
             return device
@@ -350,6 +350,18 @@ class InMemoryDeviceRegistry:
             for hashed, credential in list(self.credentials.items()):
                 if (credential.tenant_id, credential.device_id) == (tenant_id, device_id):
                     del self.credentials[hashed]
+            return device
+
+    def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
+        with self._lock:
+            device = self.get(tenant_id, device_id)
+            if device.revoked:
+                raise StateConflictError(f"device {device_id} was revoked: register a new device")
+            device = replace(device, type_b=type_b)
+            self.devices[(tenant_id, device_id)] = device
+            for hashed, credential in list(self.credentials.items()):
+                if (credential.tenant_id, credential.device_id) == (tenant_id, device_id):
+                    self.credentials[hashed] = replace(credential, type_b=type_b)
             return device
 
     def touch(self, tenant_id: str, device_id: str, at: datetime) -> None:
@@ -479,6 +491,9 @@ def in_memory_ports(**overrides: Any) -> dict[str, Any]:
     from eventface.adapters.rate_limit import InMemoryRateLimiter
 
     ports.setdefault("limiter", InMemoryRateLimiter())
+    from eventface.adapters.probe_watch import InMemoryProbeWatchStore
+
+    ports.setdefault("probe_watch", InMemoryProbeWatchStore())
     from eventface.adapters import memory_vip
 
     ports.setdefault("venues", memory_vip.InMemoryVenueRepository())

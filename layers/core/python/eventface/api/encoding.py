@@ -19,6 +19,7 @@ from eventface.domain.model import (
     ScanResult,
     StoreErasure,
 )
+from eventface.domain.probe_guard import ProbeStatus
 from eventface.domain.vip import (
     CampaignMessage,
     CrmConfig,
@@ -40,7 +41,7 @@ def when(value: datetime | None) -> str | None:
 
 
 def scan_result(result: ScanResult) -> dict[str, Any]:
-    """What the device shows after a scan."""
+    """What the device shows after a scan: never a score (see :class:`ScanResult`)."""
     return {
         "recognised": result.recognised,
         "nickname": result.nickname,
@@ -51,8 +52,6 @@ def scan_result(result: ScanResult) -> dict[str, Any]:
         "completed": result.completed,
         "reason": result.reason,
         "message": result.message,
-        "similarity": result.similarity,
-        "threshold": result.threshold,
         "masked": result.masked,
         "event_id": result.event_id,
     }
@@ -117,6 +116,20 @@ def device(value: Device) -> dict[str, Any]:
         "last_seen_at": when(value.last_seen_at),
         "revoked": value.revoked,
         "revoked_at": when(value.revoked_at),
+        "type_b": value.type_b,
+        "probe_abuse": probe_status(value.probe_status) if value.probe_status is not None else None,
+    }
+
+
+def probe_status(value: ProbeStatus) -> dict[str, Any]:
+    """What the probe guard knows of a device (``flagged`` until a tenant admin clears it)."""
+    return {
+        "flagged": value.flagged,
+        "flags": value.flags,
+        "flagged_at": when(value.flagged_at),
+        "throttled_until": when(value.throttled_until),
+        "quarantined": value.quarantined,
+        "reason": value.reason,
     }
 
 
@@ -224,7 +237,8 @@ def principal(value: Principal) -> dict[str, Any]:
 
 
 def sighting_result(result: SightingResult) -> dict[str, Any]:
-    """What a venue camera shows: per face, VIP or not, the greeting name, whether staff are alerted."""
+    """What a venue camera shows: per face, VIP or not, the greeting name, whether staff are alerted
+    (never a score)."""
     return {
         "vip": result.vip,
         "faces": [
@@ -233,14 +247,12 @@ def sighting_result(result: SightingResult) -> dict[str, Any]:
                 "member_id": face.member_id,
                 "name": face.name,
                 "tier": face.tier,
-                "similarity": face.similarity,
                 "alerted": face.alerted,
                 "alert_id": face.alert_id,
                 "masked": face.masked,
             }
             for face in result.faces
         ],
-        "threshold": result.threshold,
     }
 
 

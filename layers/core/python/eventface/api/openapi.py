@@ -120,6 +120,45 @@ _DEVICE: Final = {
         "last_seen_at": _NULLABLE_STRING,
         "revoked": {"type": "boolean"},
         "revoked_at": _NULLABLE_STRING,
+        "type_b": {
+            "type": "boolean",
+            "description": "May send templates it computes itself (Type B); off unless a terminal "
+            "manager allows it",
+        },
+        "probe_abuse": {
+            "description": "What the probe guard knows of the device (device listings and changes; "
+            "null elsewhere): flagged until a tenant admin clears it",
+            "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/ProbeAbuse"}],
+        },
+    },
+}
+_PROBE_ABUSE: Final = {
+    "type": "object",
+    "properties": {
+        "flagged": {"type": "boolean", "description": "The guard tripped since the flag was last cleared"},
+        "flags": {"type": "integer", "description": "Trips since the flag was last cleared"},
+        "flagged_at": _NULLABLE_STRING,
+        "throttled_until": {
+            **_NULLABLE_STRING,
+            "description": "Type B templates are refused (429) until then",
+        },
+        "quarantined": {
+            "type": "boolean",
+            "description": "Type B templates are refused (403) until a tenant admin clears the flag",
+        },
+        "reason": {**_NULLABLE_STRING, "description": "Why the guard last tripped"},
+    },
+}
+_DEVICE_CREATE: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "type_b": {
+            "type": "boolean",
+            "default": False,
+            "description": "Allow the device to send templates it computes itself (Type B)",
+        },
     },
 }
 _DEVICE_REGISTRATION: Final = {
@@ -138,13 +177,30 @@ _DEVICE_REGISTRATION: Final = {
     ]
 }
 
+_TYPE_B_REFUSALS: Final = {
+    "403": _json(
+        _ref("Error"),
+        "The device is bound elsewhere, is not allowed Type B templates (PATCH /v1/devices/{id} "
+        '{"type_b": true} allows it), or is blocked after repeated probe abuse (until a tenant admin '
+        "clears it)",
+    ),
+    "429": _json(
+        _ref("Error"),
+        "Over the rate limit, or the device's templates are paused after too many that matched nobody: "
+        "wait Retry-After seconds (photos are still accepted)",
+    ),
+}
+
 EDGE_OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
     "info": {
         "title": "eventface edge API",
         "version": "1.0.0",
         "description": "Called by checkpoint cameras. Send a photo (Type A) or a template computed on "
-        "the device (Type B); the answer says who was recognised and what was stamped.",
+        "the device (Type B, only for devices a terminal manager allowed it); the answer says who was "
+        "recognised and what was stamped, and never carries a similarity score. A Type B device that "
+        "sends many templates matching nobody (new, near-identical or steadily improving ones) is "
+        "paused (429), then blocked (403) until a tenant admin clears it.",
     },
     "security": [{"deviceKey": []}],
     "paths": {
@@ -165,6 +221,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 "responses": {
                     "200": _json(_ref("ScanResult"), "The scan's outcome (also for unknown faces)"),
                     **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
+                    **_TYPE_B_REFUSALS,
                 },
             }
         },
@@ -186,6 +243,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 "responses": {
                     "200": _json(_ref("SightingResult"), "Per face: VIP or not, greeting name, alerted"),
                     **_errors(400, 401, 403, 404, 413, 415, 429, 503),
+                    **_TYPE_B_REFUSALS,
                 },
             }
         },
@@ -236,6 +294,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
         "schemas": {
             "Error": _ERROR,
             "Device": _DEVICE,
+            "ProbeAbuse": _PROBE_ABUSE,
             "DeviceActivation": {
                 "allOf": [
                     _ref("Device"),
@@ -260,6 +319,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 "type": "object",
                 "required": ["template", "model_id"],
                 "additionalProperties": False,
+                "description": "Type B: only from a device allowed it (type_b)",
                 "properties": {
                     "template": {
                         "type": "array",
@@ -285,7 +345,6 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                                 "member_id": _NULLABLE_STRING,
                                 "name": {**_NULLABLE_STRING, "description": "The name to greet the guest by"},
                                 "tier": _NULLABLE_STRING,
-                                "similarity": _NULLABLE_NUMBER,
                                 "alerted": {
                                     "type": "boolean",
                                     "description": "Staff were alerted by this frame (false inside the "
@@ -296,11 +355,12 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                             },
                         },
                     },
-                    "threshold": _NULLABLE_NUMBER,
                 },
             },
             "ScanResult": {
                 "type": "object",
+                "description": "Never a similarity or a threshold, matched or not (the tenant's history "
+                "keeps them)",
                 "properties": {
                     "recognised": {"type": "boolean"},
                     "nickname": _NULLABLE_STRING,
@@ -311,8 +371,6 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                     "completed": {"type": "boolean"},
                     "reason": _NULLABLE_STRING,
                     "message": _NULLABLE_STRING,
-                    "similarity": _NULLABLE_NUMBER,
-                    "threshold": _NULLABLE_NUMBER,
                     "masked": {"type": ["boolean", "null"]},
                     "event_id": _NULLABLE_STRING,
                 },
@@ -413,6 +471,8 @@ ADMIN_AUTHORITIES: Final[dict[str, str | None]] = {
     "eraseParticipant": "targets",
     "registerDevice": "terminals",
     "revokeDevice": "terminals",
+    "updateDevice": "terminals",
+    "clearProbeAbuse": "tenant_admin",
     "listDevices": "terminals",
     "newActivationCode": "terminals",
     "listHistory": "history",
@@ -444,11 +504,6 @@ ADMIN_AUTHORITIES: Final[dict[str, str | None]] = {
 }
 _V = ("venue_id",)
 _ALERT = ("venue_id", "alert_id")
-_NAME_ONLY: Final = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"name": {"type": "string"}},
-}
 
 ADMIN_OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
@@ -534,11 +589,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 (400, 404, 413),
                 params=(*_C, "checkpoint_id"),
                 status=201,
-                body={
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"name": {"type": "string"}},
-                },
+                body=_DEVICE_CREATE,
             ),
         },
         "/v1/devices": {
@@ -556,6 +607,32 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "revokeDevice",
                 "Revoke a device: its keys are refused on the next request",
                 "Revoked",
+                _ref("Device"),
+                (404,),
+                params=("device_id",),
+            ),
+            "patch": _op(
+                "updateDevice",
+                "Allow (or stop) a device sending templates it computes itself (Type B); applies to "
+                "its current key at once",
+                "Changed",
+                _ref("Device"),
+                (400, 404, 409, 413),
+                params=("device_id",),
+                body={
+                    "type": "object",
+                    "required": ["type_b"],
+                    "additionalProperties": False,
+                    "properties": {"type_b": {"type": "boolean"}},
+                },
+            ),
+        },
+        "/v1/devices/{device_id}/probe-abuse": {
+            "delete": _op(
+                "clearProbeAbuse",
+                "Clear a device's probe-abuse flag after review: its templates are accepted again "
+                "(trips are audited as devices.probe_abuse)",
+                "Cleared",
                 _ref("Device"),
                 (404,),
                 params=("device_id",),
@@ -760,7 +837,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 (400, 404, 413),
                 params=_V,
                 status=201,
-                body=_NAME_ONLY,
+                body=_DEVICE_CREATE,
             ),
         },
         "/v1/venues/{venue_id}/staff-devices": {
@@ -998,6 +1075,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 },
             },
             "Device": _DEVICE,
+            "ProbeAbuse": _PROBE_ABUSE,
             "DeviceRegistration": _DEVICE_REGISTRATION,
             "Principal": {
                 "type": "object",

@@ -86,14 +86,6 @@ def _reasons(body: dict[str, Any]) -> str:
     return "; ".join(parts) or str(body.get("Message", ""))
 
 
-def _describe(result: dict[str, Any]) -> str:
-    similarity = result.get("similarity")
-    score = (
-        "" if similarity is None else f" (similarity {similarity:.2f} vs threshold {result['threshold']:.2f})"
-    )
-    return score
-
-
 def run(cast: DemoCast, story: Story) -> None:
     """The scenario on a freshly started stack (see the module docstring)."""
     with running_stack() as stack:
@@ -213,12 +205,12 @@ def run(cast: DemoCast, story: Story) -> None:
                 masked = " [masked face]" if result.get("masked") else ""
                 story.say(
                     f"{where} camera, {who} ({shot}){masked}: recognised as {result['nickname']}, "
-                    f"{state}{done}{_describe(result)}"
+                    f"{state}{done}"
                 )
             else:
                 story.say(
                     f"{where} camera, {who} ({shot}): not recognised, reason {result['reason']} "
-                    f'- "{result["message"]}"{_describe(result)}'
+                    f'- "{result["message"]}"'
                 )
             return result
 

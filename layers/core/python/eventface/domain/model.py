@@ -16,6 +16,7 @@ from typing import Final, Generic, TypeVar
 from eventface.domain.access import AuditEntry
 from eventface.domain.errors import InvalidInputError, StateConflictError
 from eventface.domain.limits import check_instant, check_name, check_range, check_text, clamp
+from eventface.domain.probe_guard import ProbeStatus
 
 T = TypeVar("T")
 _ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -378,6 +379,10 @@ class Device:
     activated_at: datetime | None = None
     last_seen_at: datetime | None = None
     venue_id: str | None = None
+    #: May send templates it computed itself (Type B); off unless a terminal manager allows it.
+    type_b: bool = False
+    #: What the probe guard knows of the device (read for listings only; None elsewhere).
+    probe_status: ProbeStatus | None = None
 
     @property
     def revoked(self) -> bool:
@@ -411,6 +416,7 @@ class DeviceCredential:
     expires_at: datetime | None = None  # None: until rotated or revoked
     used_at: datetime | None = None
     venue_id: str | None = None  # a venue device's venue (campaign and checkpoint are "")
+    type_b: bool = False  # the device may send templates (Type B); copied from the device
 
     def valid(self, now: datetime) -> bool:
         return self.used_at is None and (self.expires_at is None or now < self.expires_at)
@@ -524,7 +530,12 @@ def job_id_for(kind: JobKind, stamp: Stamp) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ScanResult:
-    """What the device is told: who (nickname only), stamps n/m, new stamp, completion, why not."""
+    """What the device is told: who (nickname only), stamps n/m, new stamp, completion, why not.
+
+    Never a similarity, a threshold or anything derived from them: a score, even of a face that
+    matched nobody, lets a device that sends its own templates climb towards a registered face
+    (the score stays in the history, which only the tenant's people read).
+    """
 
     recognised: bool
     nickname: str | None = None
@@ -535,8 +546,6 @@ class ScanResult:
     completed: bool = False
     reason: str | None = None
     message: str | None = None
-    similarity: float | None = None
-    threshold: float | None = None
     masked: bool | None = None
     event_id: str | None = None
 

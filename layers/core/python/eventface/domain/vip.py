@@ -277,7 +277,6 @@ class SightedFace:
     member_id: str | None = None
     name: str | None = None
     tier: str | None = None
-    similarity: float | None = None
     alerted: bool = False
     alert_id: str | None = None
     masked: bool | None = None
@@ -285,10 +284,10 @@ class SightedFace:
 
 @dataclass(frozen=True, slots=True)
 class SightingResult:
-    """What the venue camera is told, at once (the CRM is asked afterwards)."""
+    """What the venue camera is told, at once (the CRM is asked afterwards); never a similarity or a
+    threshold (see :class:`eventface.domain.model.ScanResult`)."""
 
     faces: tuple[SightedFace, ...]
-    threshold: float | None = None
 
     @property
     def vip(self) -> bool:

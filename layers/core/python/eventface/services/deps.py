@@ -9,6 +9,7 @@ from typing import Protocol
 from eventface.domain.cursors import CursorSeal
 from eventface.domain.errors import InvalidInputError
 from eventface.domain.model import DEFAULT_COOLDOWN_SECONDS, DEFAULT_HISTORY_TTL
+from eventface.domain.probe_guard import ProbeGuardPolicy
 from eventface.ports import (
     CampaignRepository,
     Clock,
@@ -24,6 +25,7 @@ from eventface.ports_access import (
     ApiKeyRepository,
     AuditLog,
     MembershipDirectory,
+    ProbeWatchStore,
     RateLimiter,
     TokenVerifier,
     UserDirectory,
@@ -59,6 +61,8 @@ class Policy:
     #: together they bound how long an erased template stays in storage.
     gallery_sweep_period: timedelta = timedelta(minutes=5)
     gallery_retired_grace: timedelta = timedelta(hours=1)
+    #: When a device's Type B probes are throttled or blocked (see its docstring for the numbers).
+    probe_guard: ProbeGuardPolicy = field(default_factory=ProbeGuardPolicy)
 
     def page_limit(self, limit: int) -> int:
         """``limit`` if it is a page size the listings allow (1 to ``max_page``), else
@@ -98,6 +102,9 @@ class Deps(Protocol):
     def memberships(self) -> MembershipDirectory: ...
     @property
     def users(self) -> UserDirectory: ...
+
+    @property
+    def probe_watch(self) -> ProbeWatchStore: ...
     @property
     def venues(self) -> VenueRepository: ...
     @property

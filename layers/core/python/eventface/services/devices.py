@@ -81,6 +81,7 @@ def _activation(device: Device, code: str, now: datetime) -> DeviceCredential:
         checkpoint_id=device.checkpoint_id,
         venue_id=device.venue_id,
         expires_at=now + ACTIVATION_TTL,
+        type_b=device.type_b,
     )
 
 
@@ -93,13 +94,15 @@ def _key_credential(device: DeviceCredential | Device, key: str) -> DeviceCreden
         campaign_id=device.campaign_id,
         checkpoint_id=device.checkpoint_id,
         venue_id=device.venue_id,
+        type_b=device.type_b,
     )
 
 
 def register_device(
-    deps: Deps, tenant_id: str, campaign_id: str, checkpoint_id: str, name: str = ""
+    deps: Deps, tenant_id: str, campaign_id: str, checkpoint_id: str, name: str = "", *, type_b: bool = False
 ) -> DeviceRegistration:
-    """Register a pending terminal for a checkpoint of a campaign, with its activation code.
+    """Register a pending terminal for a checkpoint of a campaign, with its activation code;
+    ``type_b`` allows it to send templates it computes itself.
 
     Raises
     ------
@@ -114,11 +117,16 @@ def register_device(
         raise InvalidInputError(
             f"checkpoint {checkpoint_id} is not part of campaign {campaign_id}: add it to the campaign first"
         )
-    return _register(deps, tenant_id, name, campaign_id=campaign_id, checkpoint_id=checkpoint_id)
+    return _register(
+        deps, tenant_id, name, campaign_id=campaign_id, checkpoint_id=checkpoint_id, type_b=type_b
+    )
 
 
-def register_venue_device(deps: Deps, tenant_id: str, venue_id: str, name: str = "") -> DeviceRegistration:
-    """Register a pending venue camera (it reports VIP sightings of that venue only).
+def register_venue_device(
+    deps: Deps, tenant_id: str, venue_id: str, name: str = "", *, type_b: bool = False
+) -> DeviceRegistration:
+    """Register a pending venue camera (it reports VIP sightings of that venue only); ``type_b``
+    allows it to send templates it computes itself.
 
     Raises
     ------
@@ -126,7 +134,7 @@ def register_venue_device(deps: Deps, tenant_id: str, venue_id: str, name: str =
         The venue does not exist (in this tenant).
     """
     venue = deps.venues.get(tenant_id, venue_id)
-    return _register(deps, tenant_id, name, venue_id=venue.venue_id)
+    return _register(deps, tenant_id, name, venue_id=venue.venue_id, type_b=type_b)
 
 
 def _register(
@@ -137,6 +145,7 @@ def _register(
     campaign_id: str = "",
     checkpoint_id: str = "",
     venue_id: str | None = None,
+    type_b: bool = False,
 ) -> DeviceRegistration:
     now = deps.clock.now()
     device = Device(
@@ -147,6 +156,7 @@ def _register(
         venue_id=venue_id,
         name=check_name("name", name, MAX_DEVICE_NAME, required=False),
         created_at=now,
+        type_b=type_b,
     )
     code = _new_code()
     deps.devices.add(device, _activation(device, code, now))
@@ -257,6 +267,12 @@ def rotate_device_key(deps: Deps, current: DeviceCredential) -> DeviceActivation
 def revoke_device(deps: Deps, tenant_id: str, device_id: str) -> Device:
     """Revoke a device at once (its keys are deleted); NotFoundError if unknown."""
     return deps.devices.revoke(tenant_id, device_id, deps.clock.now())
+
+
+def set_type_b(deps: Deps, tenant_id: str, device_id: str, type_b: bool) -> Device:
+    """Allow (or stop) a device sending templates it computes itself (Type B); applies to its
+    current keys at once. NotFoundError if unknown, StateConflictError if revoked."""
+    return deps.devices.set_type_b(tenant_id, device_id, type_b)
 
 
 def list_devices(deps: Deps, tenant_id: str, limit: int = 50, cursor: str | None = None) -> Page[Device]:

@@ -27,6 +27,7 @@ from eventface.domain.model import (
     event_expiry,
     job_id_for,
 )
+from eventface.services import probe_guard
 from eventface.services.deps import Deps
 
 #: Rounds of read-decide-write lost to concurrent scans of one participant before giving up (two
@@ -62,7 +63,10 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
     Raises
     ------
     ForbiddenError
-        The device is bound to another checkpoint.
+        The device is bound to another checkpoint, sends a template without the Type B permission,
+        or is blocked from sending templates by the probe guard.
+    TooManyRequestsError
+        Over its rate limit, or its templates are paused by the probe guard.
     InvalidInputError, PayloadTooLargeError
         Neither or both of photo and template, an unreadable photo, a template of another model.
     StateConflictError
@@ -82,6 +86,8 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
     if (scan.photo is None) == (scan.template is None):
         raise InvalidInputError("send either a photo or a template, not both and not neither")
     # The device's rate limit was decided by the API before the body was read (auth.limit).
+    probe_guard.require_type_b(device, scan.template)
+    watcher = probe_guard.ProbeWatcher(deps, device, scan.template)  # reads in the background
     campaign = deps.campaigns.get(device.tenant_id, device.campaign_id)
     now = deps.clock.now()
     recorder = _Recorder(deps, campaign, device, now)
@@ -95,13 +101,16 @@ def record_scan(deps: Deps, scan: Scan) -> ScanResult:
 
     # The gallery's revalidation (a conditional GET) runs while the engine computes the probe.
     deps.gallery.prefetch(campaign.gallery_id)
+    watcher.admit()  # a paused or blocked Type B device is refused before the search
     try:
         probe = scan.template if scan.template is not None else deps.faces.probe(scan.photo or b"")
     except FaceNotFoundError:
         return recorder.answer(ScanOutcome.NO_FACE, _plain(ScanOutcome.NO_FACE, campaign))
     identification = deps.gallery.identify(campaign.gallery_id, probe, deps.policy.fmr_per_scan)
-    scored = _plain(ScanOutcome.UNKNOWN, campaign, identification, probe)
+    recorder.identification = identification  # the history keeps the score; the answer does not
+    scored = _plain(ScanOutcome.UNKNOWN, campaign, probe)
     if identification.participant_id is None:
+        watcher.unmatched(probe, identification)  # before the answer leaves
         return recorder.answer(ScanOutcome.UNKNOWN, scored)
     return _apply_stamp_rules(deps, recorder, identification.participant_id, scored)
 
@@ -171,19 +180,12 @@ def _apply_stamp_rules(
     )
 
 
-def _plain(
-    outcome: ScanOutcome,
-    campaign: Campaign,
-    identification: Identification | None = None,
-    probe: Probe | None = None,
-) -> ScanResult:
+def _plain(outcome: ScanOutcome, campaign: Campaign, probe: Probe | None = None) -> ScanResult:
     return ScanResult(
         recognised=False,
         required=campaign.stamps_required,
         reason=outcome.value,
         message=_MESSAGES.get(outcome),
-        similarity=identification.similarity if identification else None,
-        threshold=identification.threshold if identification else None,
         masked=probe.masked if probe else None,
     )
 
@@ -196,6 +198,8 @@ class _Recorder:
         self.campaign = campaign
         self.device = device
         self.now = now
+        #: The gallery's answer, once searched: its score goes to history, never to the device.
+        self.identification: Identification | None = None
 
     def event(
         self, outcome: ScanOutcome, result: ScanResult, participant: Participant | None = None
@@ -209,8 +213,8 @@ class _Recorder:
             checkpoint_id=self.device.checkpoint_id,
             outcome=outcome,
             participant_id=participant.participant_id if participant else None,
-            similarity=result.similarity,
-            threshold=result.threshold,
+            similarity=self.identification.similarity if self.identification else None,
+            threshold=self.identification.threshold if self.identification else None,
             masked=result.masked,
             reason=result.reason,
             expires_at=event_expiry(outcome, self.now, self._deps.policy.history_ttl),

@@ -24,6 +24,7 @@ from eventface.domain.vip import (
     VipMember,
     dedupe_key,
 )
+from eventface.services import probe_guard
 from eventface.services.deps import Deps
 
 
@@ -47,9 +48,13 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
     Raises
     ------
     ForbiddenError
-        The device belongs to another venue (or is a checkpoint camera).
+        The device belongs to another venue (or is a checkpoint camera), sends a template without
+        the Type B permission, or is blocked from sending templates by the probe guard.
     InvalidInputError, PayloadTooLargeError
         Neither or both of photo and template, an unreadable photo, a template of another model.
+    TooManyRequestsError
+        The device's templates are paused by the probe guard (nothing is written). The device's
+        rate limit was decided by the API before the body was read.
     """
     device = sighting.device
     if device.venue_id != sighting.venue_id:
@@ -60,8 +65,11 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
     if (sighting.photo is None) == (sighting.template is None):
         raise InvalidInputError("send either a photo or a template, not both and not neither")
     # The device's rate limit was decided by the API before the body was read (auth.limit).
+    probe_guard.require_type_b(device, sighting.template)
+    watcher = probe_guard.ProbeWatcher(deps, device, sighting.template)  # reads in the background
     venue = deps.venues.get(device.tenant_id, sighting.venue_id)
     deps.gallery.prefetch(venue.gallery_id)
+    watcher.admit()  # a paused or blocked Type B device is refused before the search
     try:
         probes = (
             (sighting.template,)
@@ -72,6 +80,9 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         probes = ()
     found = [deps.gallery.identify(venue.gallery_id, p, deps.policy.fmr_per_scan) for p in probes]
     matched = [i.participant_id for i in found if i.participant_id is not None]
+    for probe, identification in zip(probes, found, strict=True):
+        if identification.participant_id is None:
+            watcher.unmatched(probe, identification)  # before the answer leaves (Type B only)
     members = deps.vip_members.find_many(venue.tenant_id, venue.venue_id, matched) if matched else {}
     now = deps.clock.now()
     audit = _audit(deps, device, venue, now, len(probes))
@@ -82,7 +93,7 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
     for probe, identification in zip(probes, found, strict=True):
         member = members.get(identification.participant_id or "")
         if member is None:
-            faces.append(_stranger(probe, identification))
+            faces.append(_stranger(probe))
             continue
         alert_id = None
         if member.member_id not in raised:
@@ -110,7 +121,6 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
                 member_id=member.member_id,
                 name=member.name,
                 tier=member.tier or None,
-                similarity=identification.similarity,
                 alerted=alert_id is not None,
                 alert_id=alert_id,
                 masked=probe.masked,
@@ -118,12 +128,11 @@ def record_sighting(deps: Deps, sighting: Sighting) -> SightingResult:
         )
     if not any(raised.values()):  # no transaction carried the audit entry
         deps.audit.append(audit)
-    threshold = next((i.threshold for i in found if i.threshold is not None), None)
-    return SightingResult(faces=tuple(faces), threshold=threshold)
+    return SightingResult(faces=tuple(faces))
 
 
-def _stranger(probe: Probe, identification: Identification) -> SightedFace:
-    return SightedFace(vip=False, similarity=identification.similarity, masked=probe.masked)
+def _stranger(probe: Probe) -> SightedFace:
+    return SightedFace(vip=False, masked=probe.masked)
 
 
 def _alert(
