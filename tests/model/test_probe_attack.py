@@ -182,7 +182,7 @@ def attacked(
 def _over_http(
     services: Services, client: Client, key: str, model: str, answers: list[Answer]
 ) -> Callable[[Vector], Answer]:
-    """A probe through the edge API at the device's rate limit; a pause is waited out."""
+    """A probe through the edge API just under the device's rate limit; a pause is waited out."""
     clock = services.deps.clock
     assert isinstance(clock, FixedClock)
 
@@ -194,7 +194,7 @@ def _over_http(
         )
         answer = Answer(response.status_code, response.json_body, int(response.headers.get("Retry-After", 0)))
         answers.append(answer)
-        clock.advance(answer.retry_after if answer.status == 429 else 0.5)
+        clock.advance(answer.retry_after if answer.status == 429 else 0.6)
         return answer
 
     return ask

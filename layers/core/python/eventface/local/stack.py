@@ -43,6 +43,7 @@ import signal
 import sys
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,13 @@ def _moto_server() -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        url = f"http://{host}:{port}"
+        # moto's backends live in this process, not in the server: a stack started after another
+        # in the same process (tests do) would inherit its tables, counters and secrets. Start empty.
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10
+        ).close()
+        yield url
     finally:
         server.stop()
 
