@@ -162,7 +162,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 },
                 "responses": {
                     "200": _json(_ref("SightingResult"), "Per face: VIP or not, greeting name, alerted"),
-                    **_errors(400, 401, 403, 404, 413, 415, 429, 503),
+                    **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
                 },
             }
         },
@@ -339,6 +339,8 @@ _C = ("campaign_id",)
 
 def _query(name: str, description: str, fmt: str | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"} | ({"format": fmt} if fmt else {})
+    if fmt == "date-time":  # an empty value does not filter, as if absent
+        schema = {"type": "string", "anyOf": [{"format": fmt}, {"maxLength": 0}]}
     return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
@@ -966,7 +968,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "properties": {
                     "name": {"type": "string", "maxLength": 100},
                     "authorities": {"type": "array", "items": _ref("Authority"), "minItems": 1},
-                    "ttl_days": {"type": "integer", "minimum": 1, "maximum": 365, "default": 90},
+                    "ttl_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 365, "default": 90},
                 },
             },
             "ApiKey": {
@@ -1160,7 +1162,10 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "properties": {
                     "title": _ref("LocalizedTexts"),
                     "body": _ref("LocalizedTexts"),
-                    "segment": _ref("Segment"),
+                    "segment": {
+                        "anyOf": [_ref("Segment"), {"type": "null"}],
+                        "description": "Absent or null: all",
+                    },
                 },
             },
             "Message": {
