@@ -21,8 +21,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
+import traceback
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,13 +39,13 @@ from eventface.local.client import AdminClient, Camera, VenueCamera, expect
 from eventface.local.fuzzing import (
     FUZZ_ENVIRONMENT,
     Findings,
-    Profile,
     egress_guard,
     error_body_problem,
     error_detail,
     load_profile,
 )
 from eventface.local.stack import LocalStack, running_stack
+from eventface.observability import SERVICE
 
 #: Where ``make fuzz`` writes the findings as JSON (nothing is written when unset).
 REPORT_ENV: Final = "EVENTFACE_FUZZ_REPORT"
@@ -91,8 +94,9 @@ class Recorder:
         ``sent`` names the kind of input, so that one route's 5xx on different inputs (which all
         answer the same generic message) are told apart."""
         FINDINGS.sent(self.test)
+        causes = CAUSES.take()
         if status >= 500:
-            detail = error_detail(body) + (f" <- {sent}" if sent else "")
+            detail = error_detail(body) + (f" <- {sent}" if sent else "") + (f" [{causes}]" if causes else "")
             self.add(principal, "5xx", where, status=status, detail=detail, example=example)
         elif status >= 400:
             problem = error_body_problem(body)
@@ -108,26 +112,48 @@ class Recorder:
             self.add(principal, "no answer", where, status=None, detail=type(exc).__name__, example=example)
 
 
-_TEST_KEY: Final = pytest.StashKey[str]()
+class Causes(logging.Handler):
+    """What the apps log when they answer 5xx: the exception and the innermost frame of our code
+    (the client waits for each answer, so what was logged since the last one belongs to it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self._seen: deque[str] = deque(maxlen=20)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.exc_info or record.exc_info[1] is None:
+            return
+        error, frames = record.exc_info[1], traceback.extract_tb(record.exc_info[2])
+        ours = [f for f in frames if "site-packages" not in f.filename and "/lib/python3." not in f.filename]
+        where = (ours or frames)[-1] if frames else None
+        at = f" at {Path(where.filename).name}:{where.lineno} {where.name}" if where else ""
+        self._seen.append(f"{type(error).__name__}{at}")
+
+    def take(self) -> str:
+        """What was logged since the last call."""
+        seen = "; ".join(dict.fromkeys(self._seen))
+        self._seen.clear()
+        return seen
+
+
+CAUSES: Final = Causes()
+#: The attempts the running egress guard refused (one list per fuzz module).
+EGRESS: Final[list[list[str]]] = []
 
 
 @pytest.fixture
 def recorder(request: pytest.FixtureRequest) -> Recorder:
     """The findings of this test (it fails at its end when there are any)."""
-    request.node.stash[_TEST_KEY] = request.node.nodeid
     return Recorder(request.node.nodeid)
-
-
-@pytest.fixture(scope="session")
-def profile() -> Profile:
-    return PROFILE
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    refused = len(EGRESS[-1]) if EGRESS else 0
     result = yield
-    test = item.stash.get(_TEST_KEY, None)
-    found = FINDINGS.of_test(test) if test else []
+    for attempt in sorted(set(EGRESS[-1][refused:])) if EGRESS else ():
+        FINDINGS.add(item.nodeid, "-", "egress", "-", status=None, detail=attempt, example=attempt)
+    found = FINDINGS.of_test(item.nodeid)
     if found:
         listing = "\n".join(finding.line() for finding in found)
         pytest.fail(
@@ -156,13 +182,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def guarded(request: pytest.FixtureRequest) -> Iterator[None]:
+def guarded() -> Iterator[None]:
     """No name look-up or connection outside loopback while a fuzz module runs (its stack runs only
-    as long); the attempts are findings of the module."""
-    with egress_guard() as attempts:
-        yield
-    for attempt in sorted(set(attempts)):
-        FINDINGS.add(request.node.nodeid, "-", "egress", "-", status=None, detail=attempt, example=attempt)
+    as long); an attempt is a finding of the test that caused it."""
+    # The apps' error logs name the cause of each 5xx in the findings instead of flooding the
+    # output with thousands of lines.
+    app_logger = logging.getLogger(SERVICE)
+    saved = (list(app_logger.handlers), app_logger.propagate, app_logger.level)
+    app_logger.handlers, app_logger.propagate = [CAUSES], False
+    app_logger.setLevel(logging.ERROR)
+    try:
+        with egress_guard() as attempts:
+            EGRESS.append(attempts)
+            yield
+    finally:
+        app_logger.handlers, app_logger.propagate = saved[0], saved[1]
+        app_logger.setLevel(saved[2])
+        EGRESS.clear()
 
 
 # -- the stack and its principals ----------------------------------------------------------------
@@ -175,6 +211,8 @@ def fuzz_stack(guarded: None) -> Iterator[LocalStack]:
         for name, value in FUZZ_ENVIRONMENT.items():
             patch.setenv(name, value)
         with running_stack(consumers={}) as stack:
+            # moto's tracebacks of what it cannot do (a forged cursor): the findings name the adapter
+            logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
             yield stack
 
 

@@ -1160,7 +1160,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "additionalProperties": False,
                 "required": ["body"],
                 "properties": {
-                    "title": _ref("LocalizedTexts"),
+                    "title": {"anyOf": [_ref("LocalizedTexts"), {"type": "null"}]},
                     "body": _ref("LocalizedTexts"),
                     "segment": {
                         "anyOf": [_ref("Segment"), {"type": "null"}],

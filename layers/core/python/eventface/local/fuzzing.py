@@ -20,6 +20,7 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -72,10 +73,14 @@ class Profile:
 
 def load_profile(environ: Mapping[str, str] | None = None) -> Profile:
     """The profile ``EVENTFACE_FUZZ`` names (``quick`` when unset), seeded by ``EVENTFACE_FUZZ_SEED``
-    (the quick profile's fixed seed, or a random one for ``long``)."""
+    (the quick profile's fixed seed, or a random one for ``long``: drawn once per process, so every
+    fuzzer of a run shares it)."""
     env = os.environ if environ is None else environ
-    name = env.get(PROFILE_ENV, "") or "quick"
-    raw_seed = env.get(SEED_ENV, "")
+    return _profile(env.get(PROFILE_ENV, "") or "quick", env.get(SEED_ENV, ""))
+
+
+@functools.cache
+def _profile(name: str, raw_seed: str) -> Profile:
     try:
         seed = int(raw_seed) if raw_seed else None
     except ValueError:

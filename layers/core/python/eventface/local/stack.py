@@ -154,6 +154,10 @@ def _moto_server() -> Iterator[str]:
 
 def _local_handler(handler_cls: type, quiet: bool) -> type:
     class LocalHandler(handler_cls):  # type: ignore[misc]
+        # The answer goes out in several small writes (status line, headers, body): with Nagle's
+        # algorithm each waits for the client's delayed ACK, 40 ms per request on loopback.
+        disable_nagle_algorithm = True
+
         def __getattr__(self, name: str) -> Any:
             # http.server answers a method it has no do_<METHOD> for (TRACE, QUERY, ...) with a 501
             # HTML page; API Gateway routes every method, so the app answers it (405 with Allow).
