@@ -387,7 +387,7 @@ def hostile_requests(document: dict[str, Any]) -> Iterator[Probe]:
                     values: tuple[str, ...] = HOSTILE_LIMITS
                 elif name == "cursor":
                     values = HOSTILE_CURSORS
-                elif parameter["schema"].get("format") == "date-time":
+                elif "date-time" in json.dumps(parameter["schema"]):
                     values = HOSTILE_DATES
                 else:
                     continue

@@ -43,7 +43,12 @@ def _path_param(name: str) -> dict[str, Any]:
 
 
 _PAGE_PARAMS: Final = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "Items per page; absent or empty: 50",
+        "schema": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100}, {"const": ""}]},
+    },
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
 ]
 
