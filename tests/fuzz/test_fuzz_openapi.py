@@ -1,11 +1,14 @@
 """Property-based fuzzing of both APIs from the OpenAPI documents they serve (schemathesis).
 
-Each app's ``/openapi.json`` is loaded from the running local stack and every operation is fuzzed
-over loopback HTTP by every kind of caller: for the edge API a checkpoint camera, a venue camera and
-nobody (made-up keys); for the management API the owner, a user of each authority, a management API
-key and nobody. Schemathesis generates valid and invalid inputs (its examples, coverage and fuzzing
-phases; seeded and deterministic), about half of the generated ids are replaced by real ones so the
-requests get past the 404s, and every answer must hold:
+Each app's document is fuzzed over loopback HTTP (the checked-in copy, which a test proves is what
+the running app serves at ``/openapi.json``: schemathesis needs it when pytest collects, before the
+stack runs, and its lazy fixture loader does not work with pytest 9.2), every operation by every
+kind of caller: for the edge API a checkpoint camera, a venue camera and nobody (made-up keys); for
+the management API the owner, an API key, a user of each authority and nobody (made-up tokens and
+keys). Schemathesis generates valid and invalid inputs (its examples, coverage and fuzzing phases;
+seeded and deterministic; the coverage phase and most examples for the owner and the devices),
+about half of the generated ids are replaced by real ones so the requests get past the 404s, and
+every answer must hold:
 
 - no 5xx, and an answer within the timeout;
 - a 4xx is ``{"Code", "Message"}`` with a message that names the problem;
