@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES ?= ../shared/data/faces
 
-.PHONY: test lint bench bench-accuracy bench-latency bench-search bench-scan bench-vip models clean
+.PHONY: test lint fuzz bench bench-accuracy bench-latency bench-search bench-scan bench-vip models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The long fuzz run of the local stack (tests/fuzz; make test runs them quick, with a fixed seed):
+# ten times the examples and a random seed, printed first; EVENTFACE_FUZZ_SEED=<seed> replays it.
+# FUZZ_REPORT=findings.json also writes the findings as JSON.
+fuzz: $(STAMP)
+	EVENTFACE_FUZZ=long EVENTFACE_FUZZ_REPORT="$(FUZZ_REPORT)" $(BIN)/pytest tests/fuzz -m fuzz
 
 .PHONY: up demo
 

@@ -43,7 +43,12 @@ def _path_param(name: str) -> dict[str, Any]:
 
 
 _PAGE_PARAMS: Final = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "Items per page; absent or empty: 50",
+        "schema": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100}, {"const": ""}]},
+    },
     {
         "name": "cursor",
         "in": "query",
@@ -242,7 +247,7 @@ EDGE_OPENAPI: Final[dict[str, Any]] = {
                 },
                 "responses": {
                     "200": _json(_ref("SightingResult"), "Per face: VIP or not, greeting name, alerted"),
-                    **_errors(400, 401, 403, 404, 413, 415, 429, 503),
+                    **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
                     **_TYPE_B_REFUSALS,
                 },
             }
@@ -439,6 +444,8 @@ _C = ("campaign_id",)
 
 def _query(name: str, description: str, fmt: str | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"} | ({"format": fmt} if fmt else {})
+    if fmt == "date-time":  # an empty value does not filter, as if absent
+        schema = {"type": "string", "anyOf": [{"format": fmt}, {"maxLength": 0}]}
     return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
@@ -1105,7 +1112,7 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "properties": {
                     "name": {"type": "string", "maxLength": 100},
                     "authorities": {"type": "array", "items": _ref("Authority"), "minItems": 1},
-                    "ttl_days": {"type": "integer", "minimum": 1, "maximum": 365, "default": 90},
+                    "ttl_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 365, "default": 90},
                 },
             },
             "ApiKey": {
@@ -1319,9 +1326,12 @@ ADMIN_OPENAPI: Final[dict[str, Any]] = {
                 "additionalProperties": False,
                 "required": ["body"],
                 "properties": {
-                    "title": _ref("LocalizedTexts"),
+                    "title": {"anyOf": [_ref("LocalizedTexts"), {"type": "null"}]},
                     "body": _ref("LocalizedTexts"),
-                    "segment": _ref("Segment"),
+                    "segment": {
+                        "anyOf": [_ref("Segment"), {"type": "null"}],
+                        "description": "Absent or null: all",
+                    },
                 },
             },
             "Message": {

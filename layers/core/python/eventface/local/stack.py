@@ -187,12 +187,24 @@ def _moto_server() -> Iterator[str]:
         server.stop()
 
 
-def _quiet_handler(handler_cls: type) -> type:
-    class QuietHandler(handler_cls):  # type: ignore[misc]
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
+def _local_handler(handler_cls: type, quiet: bool) -> type:
+    class LocalHandler(handler_cls):  # type: ignore[misc]
+        # The answer goes out in several small writes (status line, headers, body): with Nagle's
+        # algorithm each waits for the client's delayed ACK, 40 ms per request on loopback.
+        disable_nagle_algorithm = True
 
-    return QuietHandler
+        def __getattr__(self, name: str) -> Any:
+            # http.server answers a method it has no do_<METHOD> for (TRACE, QUERY, ...) with a 501
+            # HTML page; API Gateway routes every method, so the app answers it (405 with Allow).
+            if name.startswith("do_"):
+                return self._generic_handle
+            raise AttributeError(name)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            if not quiet:
+                super().log_message(format, *args)
+
+    return LocalHandler
 
 
 def _load_app_server(project_dir: Path, port: int, quiet: bool) -> Any:
@@ -219,11 +231,10 @@ def _load_app_server(project_dir: Path, port: int, quiet: bool) -> Any:
                     del sys.modules[name]
             with contextlib.suppress(ValueError):
                 sys.path.remove(str(project_dir))
-    if quiet:
-        wrapped = server.server.RequestHandlerClass
-        server.server.RequestHandlerClass = functools.partial(
-            _quiet_handler(ChaliceRequestHandler), *wrapped.args, **wrapped.keywords
-        )
+    wrapped = server.server.RequestHandlerClass
+    server.server.RequestHandlerClass = functools.partial(
+        _local_handler(ChaliceRequestHandler, quiet), *wrapped.args, **wrapped.keywords
+    )
     return server
 
 
