@@ -600,6 +600,13 @@ def template_purge_deadline(erased_at: datetime, *, sweep_period: timedelta, gra
     return erased_at + grace + _SWEEPS_IN_BOUND * sweep_period
 
 
+def checked_erasure(store: str, gone: bool) -> StoreErasure:
+    """The receipt line of a store that the erasure deleted from and then re-read."""
+    if gone:
+        return StoreErasure(store, ErasureState.ERASED)
+    return StoreErasure(store, ErasureState.PENDING, detail="still found on re-reading it: erase again")
+
+
 def template_erasures(
     gallery_existed: bool, erased_at: datetime, *, sweep_period: timedelta, grace: timedelta
 ) -> tuple[StoreErasure, ...]:

@@ -21,6 +21,7 @@ from eventface.domain.model import (
     Progress,
     StoreErasure,
     check_nickname,
+    checked_erasure,
     template_erasures,
 )
 from eventface.domain.vip import LOCALES, StaffPlatform, check_push_endpoint
@@ -151,9 +152,9 @@ def erase_participant(deps: Deps, tenant_id: str, campaign_id: str, participant_
         verified=record_gone and stamps_gone and history_gone,
         erased_at=erased_at,
         stores=(
-            _checked(STORE_RECORD, record_gone),
-            _checked(STORE_STAMPS, stamps_gone),
-            _checked(STORE_HISTORY, history_gone),
+            checked_erasure(STORE_RECORD, record_gone),
+            checked_erasure(STORE_STAMPS, stamps_gone),
+            checked_erasure(STORE_HISTORY, history_gone),
             *template_erasures(
                 templates_deleted,
                 erased_at,
@@ -168,10 +169,3 @@ def erase_participant(deps: Deps, tenant_id: str, campaign_id: str, participant_
             ),
         ),
     )
-
-
-def _checked(store: str, gone: bool) -> StoreErasure:
-    """A store that the erasure deleted from and then re-read."""
-    if gone:
-        return StoreErasure(store, ErasureState.ERASED)
-    return StoreErasure(store, ErasureState.PENDING, detail="still found on re-reading it: erase again")

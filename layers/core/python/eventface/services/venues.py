@@ -16,6 +16,7 @@ from eventface.domain.model import (
     ErasureState,
     Page,
     StoreErasure,
+    checked_erasure,
     template_erasures,
 )
 from eventface.domain.secrets import tenant_secret_prefix
@@ -195,11 +196,7 @@ def erase_member(deps: Deps, tenant_id: str, venue_id: str, member_id: str) -> M
     record_deleted = deps.vip_members.delete(tenant_id, venue_id, member_id)
     record_gone = deps.vip_members.find(tenant_id, venue_id, member_id) is None
     stores = (
-        StoreErasure(STORE_RECORD, ErasureState.ERASED)
-        if record_gone
-        else StoreErasure(
-            STORE_RECORD, ErasureState.PENDING, detail="still found on re-reading it: erase again"
-        ),
+        checked_erasure(STORE_RECORD, record_gone),
         StoreErasure(STORE_ALERTS, ErasureState.ERASED, detail="with the CRM profile copies they held"),
         *template_erasures(
             templates_deleted,
