@@ -109,12 +109,13 @@ def test_iam_policy_keeps_platform_and_tenant_secrets_apart() -> None:
     with pytest.raises(InvalidInputError):
         check_tenant_secret("acme", f"{PLATFORM_SECRETS_ROOT}push-webhook-key")
     assert not fnmatchcase(platform, tenants_only)
-    # push_dispatch reads the platform's push key only; vip_enrich both scopes
+    # push_dispatch and the admin API (cursor key) read platform secrets only; vip_enrich both scopes
     assert _readable("push_dispatch", platform) and not _readable("push_dispatch", tenant)
+    assert _readable("admin_api", platform) and not _readable("admin_api", tenant)
     assert _readable("vip_enrich", platform) and _readable("vip_enrich", tenant)
     assert secret_list_statements()[0]["Action"] == ["secretsmanager:ListSecrets"]
     with pytest.raises(ValueError, match="reads no secrets"):
-        secret_read_statements("admin_api")
+        secret_read_statements("edge_api")
 
 
 # -- saving a venue ---------------------------------------------------------------------------------

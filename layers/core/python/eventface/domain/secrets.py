@@ -42,6 +42,8 @@ SECRET_READERS: Final = {
     "vip_enrich": ("tenants", "platform"),
     # pushes campaign messages and stamps (the platform's push key)
     "push_dispatch": ("platform",),
+    # signs pagination cursors (the platform's cursor key, EVENTFACE_CURSOR_SECRET_ID)
+    "admin_api": ("platform",),
 }
 _SCOPE_ROOTS: Final = {"tenants": TENANT_SECRETS_ROOT, "platform": PLATFORM_SECRETS_ROOT}
 
