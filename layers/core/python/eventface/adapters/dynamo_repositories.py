@@ -709,10 +709,6 @@ def _credential_from_item(item: DeviceCredentialItem) -> DeviceCredential:
     )
 
 
-#: Rounds of read-and-write of a device's permission lost to concurrent key changes before giving up.
-_PERMISSION_ROUNDS: Final = 5
-
-
 def _type_b_is(type_b: bool) -> Any:
     """The condition "the device's Type B permission is ``type_b``" (absent counts as False)."""
     if type_b:
@@ -733,8 +729,8 @@ def _lost_race(exc: TransactWriteError) -> bool:
     )
 
 
-#: Rounds of read-then-conditional-write a device's credential change may lose to concurrent
-#: changes of the same device before giving up (409).
+#: Rounds of read-then-conditional-write a device's credential or permission change may lose to
+#: concurrent changes of the same device before giving up (409).
 _DEVICE_ROUNDS: Final = 10
 ROTATED_MEANWHILE: Final = (
     "this device key was rotated meanwhile by another request: use the key that rotation returned "
@@ -964,7 +960,7 @@ class DynamoDeviceRegistry:
         )
 
     def set_type_b(self, tenant_id: str, device_id: str, type_b: bool) -> Device:
-        for _ in range(_PERMISSION_ROUNDS):
+        for _ in range(_DEVICE_ROUNDS):
             item = self._item(tenant_id, device_id)
             if item.revoked_at is not None:
                 raise StateConflictError(f"device {device_id} was revoked: register a new device")
